@@ -1,0 +1,294 @@
+//! Shared domain types of Open Clanker.
+//!
+//! Everything here is plain data plus one trait, [`ChatBackend`], which is how a channel (Telegram,
+//! Discord, the OpenAI-compatible endpoint) asks the gateway to run a turn without knowing about gRPC,
+//! the store or the providers. Providers and the store use the message types; the server maps them to
+//! and from Protobuf.
+
+use std::fmt;
+use std::str::FromStr;
+
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "system" => Ok(Role::System),
+            "user" => Ok(Role::User),
+            "assistant" => Ok(Role::Assistant),
+            other => Err(UnknownValue(format!("unknown role {other:?}"))),
+        }
+    }
+}
+
+/// A string that names no known variant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnknownValue(pub String);
+
+/// One message of a conversation as sent to a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into() }
+    }
+}
+
+/// Token counts reported by a provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// The AI providers Open Clanker speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Anthropic,
+    #[serde(rename = "openai")]
+    OpenAi,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 2] = [ProviderKind::Anthropic, ProviderKind::OpenAi];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::OpenAi => "openai",
+        }
+    }
+
+    /// The environment variable that holds this provider's API key.
+    pub fn api_key_env(self) -> &'static str {
+        match self {
+            ProviderKind::Anthropic => "ANTHROPIC_API_KEY",
+            ProviderKind::OpenAi => "OPENAI_API_KEY",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "anthropic" => Ok(ProviderKind::Anthropic),
+            "openai" => Ok(ProviderKind::OpenAi),
+            other => Err(UnknownValue(format!(
+                "unknown provider {other:?} (expected \"anthropic\" or \"openai\")"
+            ))),
+        }
+    }
+}
+
+/// Whether a stored message is whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// The message is complete.
+    Complete,
+    /// The answer was cut off (provider error, client gone, shutdown); the content is what arrived.
+    Interrupted,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Complete => "complete",
+            MessageStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl FromStr for MessageStatus {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "complete" => Ok(MessageStatus::Complete),
+            "interrupted" => Ok(MessageStatus::Interrupted),
+            other => Err(UnknownValue(format!("unknown message status {other:?}"))),
+        }
+    }
+}
+
+/// A conversation as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Opaque id (a UUID).
+    pub id: String,
+    /// An optional external name, e.g. `telegram:12345`; several sessions may share it over time.
+    pub key: Option<String>,
+    pub title: String,
+    /// Unix time in milliseconds.
+    pub created_at_ms: i64,
+    /// Unix time in milliseconds of the last message.
+    pub updated_at_ms: i64,
+    pub message_count: u64,
+}
+
+/// A message as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// Increasing id: later messages have larger ids.
+    pub id: i64,
+    pub session_id: String,
+    pub role: Role,
+    pub content: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub usage: Usage,
+    pub status: MessageStatus,
+    pub stop_reason: Option<String>,
+    /// Unix time in milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// Which session a turn belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionRef {
+    /// An existing session; NOT_FOUND when absent.
+    Id(String),
+    /// The newest session with this key, created when there is none.
+    Key(String),
+    /// A new session.
+    New,
+}
+
+/// A request to run one turn: store the user's text, ask the model, stream and store the answer.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub session: SessionRef,
+    pub text: String,
+    /// Provider name; the configured default when `None`.
+    pub provider: Option<String>,
+    /// Model name; the provider's configured default when `None`.
+    pub model: Option<String>,
+}
+
+/// What a running turn reports, in order: one `Started`, any number of `Delta`s, at most one `Usage`,
+/// then exactly one of `Completed` or `Failed`.
+#[derive(Debug, Clone)]
+pub enum TurnEvent {
+    Started {
+        session_id: String,
+        session_created: bool,
+        user_message_id: i64,
+        provider: String,
+        model: String,
+    },
+    Delta(String),
+    Usage(Usage),
+    Completed(StoredMessage),
+    /// The turn failed after it started; `partial` is the interrupted answer if any text arrived.
+    Failed {
+        error: TurnError,
+        partial: Option<StoredMessage>,
+    },
+}
+
+/// A turn's events.
+pub type TurnStream = BoxStream<'static, TurnEvent>;
+
+/// Why a turn (or a session operation) failed. Each kind maps onto one gRPC status code and one HTTP
+/// status; the message is safe to show to the person who asked (it never contains a secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TurnError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// How channels (and any other front end) run turns and manage sessions. The server implements it
+/// over the store and the providers; a channel holds an `Arc<dyn ChatBackend>`.
+#[async_trait::async_trait]
+pub trait ChatBackend: Send + Sync + 'static {
+    /// Starts a turn. Errors found before anything is stored (bad input, unknown session, provider
+    /// not configured) come back here; later failures arrive as [`TurnEvent::Failed`].
+    async fn start_turn(&self, request: TurnRequest) -> Result<TurnStream, TurnError>;
+
+    /// The newest session with this key, if any.
+    async fn session_by_key(&self, key: &str) -> Result<Option<Session>, TurnError>;
+
+    /// Clears a session's history; the session itself (id, key, title) stays.
+    async fn reset_session(&self, session_id: &str) -> Result<(), TurnError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_names_round_trip() {
+        for kind in ProviderKind::ALL {
+            assert_eq!(kind.as_str().parse::<ProviderKind>().unwrap(), kind);
+        }
+        assert_eq!("OpenAI".parse::<ProviderKind>().unwrap(), ProviderKind::OpenAi);
+        let err = "gemini".parse::<ProviderKind>().unwrap_err();
+        assert!(err.0.contains("gemini"), "{err}");
+    }
+
+    #[test]
+    fn roles_and_statuses_round_trip() {
+        for role in [Role::System, Role::User, Role::Assistant] {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+        for status in [MessageStatus::Complete, MessageStatus::Interrupted] {
+            assert_eq!(status.as_str().parse::<MessageStatus>().unwrap(), status);
+        }
+        assert!("robot".parse::<Role>().is_err());
+    }
+}
