@@ -1,0 +1,716 @@
+//! Configuration: a TOML file (optional) overlaid with environment variables, then validated.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file, `OPEN_CLANKER_*` variables, and the
+//! provider SDKs' own variables (`ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`, `OPENAI_API_KEY`,
+//! `OPENAI_BASE_URL`). Secrets are never printed: [`Config`]'s `Debug` redacts them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use open_clanker_core::ProviderKind;
+use serde::{Deserialize, Serialize};
+
+/// The default gRPC / HTTP port.
+pub const DEFAULT_PORT: u16 = 18789;
+/// The file looked for in the working directory when no config path is given.
+pub const LOCAL_CONFIG_FILE: &str = "open-clanker.toml";
+
+/// A problem found in the configuration, named by its key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path (`gateway.listen`) or environment variable name.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why the configuration could not be loaded; every problem found is listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("invalid configuration{}:\n{}", source_suffix(.source_name), list(.problems))]
+    Invalid {
+        source_name: Option<String>,
+        problems: Vec<Problem>,
+    },
+}
+
+fn source_suffix(source_name: &Option<String>) -> String {
+    source_name
+        .as_ref()
+        .map(|s| format!(" in {s}"))
+        .unwrap_or_default()
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The whole configuration.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub log: LogConfig,
+    pub store: StoreConfig,
+    pub chat: ChatConfig,
+    pub providers: ProvidersConfig,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("gateway", &self.gateway)
+            .field("log", &self.log)
+            .field("store", &self.store)
+            .field("chat", &self.chat)
+            .field("providers", &self.providers)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on for gRPC, gRPC-Web and HTTP.
+    pub listen: String,
+    /// Seconds open streams get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: format!("127.0.0.1:{DEFAULT_PORT}"),
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// "human" or "json".
+    pub format: LogFormat,
+    /// A tracing filter such as "info" or "open_clanker=debug"; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory for the SQLite database; see [`default_data_dir`] when empty.
+    pub data_dir: Option<PathBuf>,
+    /// A database URL (`sqlite://...` or `postgres://...`); overrides `data_dir`.
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Provider used when a request names none: "anthropic" or "openai".
+    pub default_provider: String,
+    /// System prompt sent with every turn; none when empty.
+    pub system_prompt: String,
+    /// Longest accepted user message, in characters.
+    pub max_message_chars: usize,
+    /// At most this many earlier messages are sent as context.
+    pub history_max_messages: u32,
+    /// Earlier messages are sent as context up to this many characters in total (newest first).
+    pub history_max_chars: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            default_provider: "anthropic".into(),
+            system_prompt: String::new(),
+            max_message_chars: 32_000,
+            history_max_messages: 50,
+            history_max_chars: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub anthropic: ProviderSection,
+    pub openai: ProviderSection,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        Self {
+            anthropic: ProviderSection::with_model("claude-sonnet-4-5"),
+            openai: ProviderSection::with_model("gpt-4.1-mini"),
+        }
+    }
+}
+
+impl ProvidersConfig {
+    pub fn get(&self, kind: ProviderKind) -> &ProviderSection {
+        match kind {
+            ProviderKind::Anthropic => &self.anthropic,
+            ProviderKind::OpenAi => &self.openai,
+        }
+    }
+
+    fn get_mut(&mut self, kind: ProviderKind) -> &mut ProviderSection {
+        match kind {
+            ProviderKind::Anthropic => &mut self.anthropic,
+            ProviderKind::OpenAi => &mut self.openai,
+        }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderSection {
+    /// Prefer the environment variable (`ANTHROPIC_API_KEY` / `OPENAI_API_KEY`) over this.
+    pub api_key: Option<String>,
+    /// Defaults to the official endpoint; set for proxies and OpenAI-compatible servers.
+    pub base_url: Option<String>,
+    /// Model used when a request names none.
+    pub model: String,
+    /// Upper bound on the answer's length, in tokens.
+    pub max_tokens: u32,
+    /// Seconds to wait for a connection.
+    pub connect_timeout_secs: u64,
+    /// Seconds of silence from the provider after which the answer is abandoned.
+    pub idle_timeout_secs: u64,
+    /// Retries on 429, 5xx and connection errors before the answer starts.
+    pub max_retries: u32,
+}
+
+impl ProviderSection {
+    fn with_model(model: &str) -> Self {
+        Self {
+            api_key: None,
+            base_url: None,
+            model: model.into(),
+            max_tokens: 4096,
+            connect_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            max_retries: 2,
+        }
+    }
+
+    /// The API key, when one is set and not blank.
+    pub fn key(&self) -> Option<&str> {
+        self.api_key.as_deref().filter(|k| !k.trim().is_empty())
+    }
+}
+
+impl Default for ProviderSection {
+    fn default() -> Self {
+        Self::with_model("")
+    }
+}
+
+impl fmt::Debug for ProviderSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderSection")
+            .field("api_key", &self.key().map(|_| "<redacted>"))
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("max_tokens", &self.max_tokens)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+/// `OPEN_CLANKER_*` overrides.
+#[derive(Debug, Default, Deserialize)]
+struct EnvOverrides {
+    listen: Option<String>,
+    shutdown_grace_secs: Option<u64>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    default_provider: Option<String>,
+    system_prompt: Option<String>,
+    max_message_chars: Option<usize>,
+    anthropic_model: Option<String>,
+    openai_model: Option<String>,
+}
+
+/// The official SDKs' variables.
+#[derive(Default, Deserialize)]
+struct SdkEnv {
+    anthropic_api_key: Option<String>,
+    anthropic_base_url: Option<String>,
+    openai_api_key: Option<String>,
+    openai_base_url: Option<String>,
+}
+
+/// Where the configuration came from, for messages.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub config: Config,
+    /// The file read, if any.
+    pub path: Option<PathBuf>,
+}
+
+/// Finds the config file: an explicit path (from `--config` or `OPEN_CLANKER_CONFIG`) must exist;
+/// otherwise `./open-clanker.toml`, then `$XDG_CONFIG_HOME/open-clanker/config.toml` (or
+/// `~/.config/...`) are used when present; with none the built-in defaults apply.
+pub fn resolve_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    let local = PathBuf::from(LOCAL_CONFIG_FILE);
+    if local.is_file() {
+        return Some(local);
+    }
+    let user = config_home().map(|d| d.join("open-clanker").join("config.toml"));
+    user.filter(|p| p.is_file())
+}
+
+fn config_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+}
+
+/// The data directory used when none is configured: `$XDG_DATA_HOME/open-clanker`, else
+/// `~/.local/share/open-clanker`, else `./data`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("open-clanker"))
+        .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+/// Loads the configuration from `path` (if any) and the process environment, and validates it.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let path = resolve_path(explicit);
+    let text = match &path {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+            path: p.clone(),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    let source_name = path.as_ref().map(|p| p.display().to_string());
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let config = from_sources(text.as_deref(), &vars).map_err(|problems| ConfigError::Invalid {
+        source_name,
+        problems,
+    })?;
+    Ok(Loaded { config, path })
+}
+
+/// Parses TOML text (if any), applies the given environment, and validates. Pure, for tests.
+pub fn from_sources(toml_text: Option<&str>, env: &[(String, String)]) -> Result<Config, Vec<Problem>> {
+    let mut config = match toml_text {
+        Some(text) => parse_toml(text).map_err(|p| vec![p])?,
+        None => Config::default(),
+    };
+    // Empty variables count as unset: `FOO= open-clanker ...` must not blank a setting.
+    let env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .cloned()
+        .collect();
+    let mut problems = Vec::new();
+    match envy::prefixed("OPEN_CLANKER_").from_iter::<_, EnvOverrides>(env.iter().cloned()) {
+        Ok(o) => apply_overrides(&mut config, o),
+        Err(e) => problems.push(Problem {
+            key: "environment (OPEN_CLANKER_*)".into(),
+            message: e.to_string(),
+        }),
+    }
+    match envy::from_iter::<_, SdkEnv>(env.iter().cloned()) {
+        Ok(sdk) => apply_sdk_env(&mut config, sdk),
+        Err(e) => problems.push(Problem {
+            key: "environment".into(),
+            message: e.to_string(),
+        }),
+    }
+    problems.extend(validate(&config));
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+fn parse_toml(text: &str) -> Result<Config, Problem> {
+    let de = toml::Deserializer::parse(text).map_err(|e| Problem {
+        key: "(syntax)".into(),
+        message: one_line(&e.to_string()),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        Problem {
+            key: if key == "." { "(root)".into() } else { key },
+            message: one_line(&e.into_inner().to_string()),
+        }
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn apply_overrides(c: &mut Config, o: EnvOverrides) {
+    let EnvOverrides {
+        listen,
+        shutdown_grace_secs,
+        log_format,
+        log_level,
+        data_dir,
+        database_url,
+        default_provider,
+        system_prompt,
+        max_message_chars,
+        anthropic_model,
+        openai_model,
+    } = o;
+    set(&mut c.gateway.listen, listen);
+    set(&mut c.gateway.shutdown_grace_secs, shutdown_grace_secs);
+    set(&mut c.log.format, log_format);
+    set(&mut c.log.level, log_level);
+    if data_dir.is_some() {
+        c.store.data_dir = data_dir;
+    }
+    if database_url.is_some() {
+        c.store.database_url = database_url;
+    }
+    set(&mut c.chat.default_provider, default_provider);
+    set(&mut c.chat.system_prompt, system_prompt);
+    set(&mut c.chat.max_message_chars, max_message_chars);
+    set(&mut c.providers.anthropic.model, anthropic_model);
+    set(&mut c.providers.openai.model, openai_model);
+}
+
+fn apply_sdk_env(c: &mut Config, sdk: SdkEnv) {
+    let pairs = [
+        (ProviderKind::Anthropic, sdk.anthropic_api_key, sdk.anthropic_base_url),
+        (ProviderKind::OpenAi, sdk.openai_api_key, sdk.openai_base_url),
+    ];
+    for (kind, key, url) in pairs {
+        let section = c.providers.get_mut(kind);
+        if key.is_some() {
+            section.api_key = key;
+        }
+        if url.is_some() {
+            section.base_url = url;
+        }
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+/// Every semantic problem of a parsed configuration.
+pub fn validate(c: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut bad = |key: &str, message: String| {
+        problems.push(Problem {
+            key: key.into(),
+            message,
+        })
+    };
+    if c.gateway.listen.parse::<SocketAddr>().is_err() {
+        bad(
+            "gateway.listen",
+            format!(
+                "{:?} is not an IP address with a port, e.g. \"127.0.0.1:{DEFAULT_PORT}\" or \"0.0.0.0:{DEFAULT_PORT}\"",
+                c.gateway.listen
+            ),
+        );
+    }
+    if c.gateway.shutdown_grace_secs > 3600 {
+        bad(
+            "gateway.shutdown_grace_secs",
+            "must be at most 3600 seconds".into(),
+        );
+    }
+    if let Err(e) = c.log.level.parse::<tracing_subscriber::EnvFilter>() {
+        bad("log.level", format!("{:?} is not a log filter: {e}", c.log.level));
+    }
+    if let Some(url) = &c.store.database_url
+        && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        bad(
+            "store.database_url",
+            "must start with sqlite: or postgres:// (the value is not shown: it may hold a password)".into(),
+        );
+    }
+    if let Err(e) = c.chat.default_provider.parse::<ProviderKind>() {
+        bad("chat.default_provider", e.0);
+    }
+    if c.chat.max_message_chars == 0 || c.chat.max_message_chars > 1_000_000 {
+        bad(
+            "chat.max_message_chars",
+            "must be between 1 and 1000000".into(),
+        );
+    }
+    if c.chat.history_max_messages > 10_000 {
+        bad(
+            "chat.history_max_messages",
+            "must be at most 10000".into(),
+        );
+    }
+    for kind in ProviderKind::ALL {
+        let s = c.providers.get(kind);
+        let prefix = format!("providers.{kind}");
+        if let Some(url) = &s.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bad(
+                &format!("{prefix}.base_url"),
+                format!("{url:?} must start with http:// or https://"),
+            );
+        }
+        if s.model.trim().is_empty() {
+            bad(&format!("{prefix}.model"), "must not be empty".into());
+        }
+        if s.max_tokens == 0 {
+            bad(&format!("{prefix}.max_tokens"), "must be at least 1".into());
+        }
+        if s.connect_timeout_secs == 0 || s.idle_timeout_secs == 0 {
+            bad(
+                &format!("{prefix}.connect_timeout_secs / idle_timeout_secs"),
+                "must be at least 1 second".into(),
+            );
+        }
+        if s.max_retries > 10 {
+            bad(&format!("{prefix}.max_retries"), "must be at most 10".into());
+        }
+    }
+    problems
+}
+
+impl Config {
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.gateway
+            .listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))
+    }
+
+    pub fn default_provider(&self) -> ProviderKind {
+        self.chat
+            .default_provider
+            .parse()
+            .unwrap_or(ProviderKind::Anthropic)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.store.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.gateway.shutdown_grace_secs)
+    }
+}
+
+/// A commented example configuration, valid as written (`config-generate`).
+pub const TEMPLATE: &str = r#"# Open Clanker configuration.
+#
+# Every setting is optional: the values shown are the defaults. Environment variables override the
+# file: OPEN_CLANKER_LISTEN, OPEN_CLANKER_DATA_DIR, OPEN_CLANKER_DATABASE_URL, OPEN_CLANKER_LOG_FORMAT,
+# OPEN_CLANKER_LOG_LEVEL, OPEN_CLANKER_DEFAULT_PROVIDER, OPEN_CLANKER_SYSTEM_PROMPT,
+# OPEN_CLANKER_MAX_MESSAGE_CHARS, OPEN_CLANKER_ANTHROPIC_MODEL, OPEN_CLANKER_OPENAI_MODEL, and the
+# provider SDKs' own ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, OPENAI_API_KEY, OPENAI_BASE_URL.
+# Keep API keys in the environment rather than in this file.
+
+[gateway]
+# One port serves gRPC, gRPC-Web and HTTP (GET /health).
+listen = "127.0.0.1:18789"
+# Seconds open streams get to finish after SIGTERM/SIGINT.
+shutdown_grace_secs = 10
+
+[log]
+# "human" or "json". RUST_LOG overrides the level.
+format = "human"
+level = "info"
+
+[store]
+# SQLite database directory (default: $XDG_DATA_HOME/open-clanker or ~/.local/share/open-clanker).
+# data_dir = "/var/lib/open-clanker"
+# Or a full database URL, e.g. "postgres://user:password@db:5432/open_clanker".
+# database_url = "sqlite:///var/lib/open-clanker/open-clanker.db?mode=rwc"
+
+[chat]
+# "anthropic" or "openai": used when a request names no provider.
+default_provider = "anthropic"
+# Sent as the system prompt of every turn; none when empty.
+system_prompt = ""
+# Longest accepted user message, in characters.
+max_message_chars = 32000
+# Context sent to the model: at most this many earlier messages and characters (newest kept).
+history_max_messages = 50
+history_max_chars = 60000
+
+[providers.anthropic]
+# api_key = "..."              # better: ANTHROPIC_API_KEY
+# base_url = "https://api.anthropic.com"
+model = "claude-sonnet-4-5"
+max_tokens = 4096
+connect_timeout_secs = 10
+idle_timeout_secs = 120
+max_retries = 2
+
+[providers.openai]
+# api_key = "..."              # better: OPENAI_API_KEY
+# Any OpenAI-compatible server works: vLLM, llama.cpp, Ollama ("http://127.0.0.1:11434/v1").
+# base_url = "https://api.openai.com/v1"
+model = "gpt-4.1-mini"
+max_tokens = 4096
+connect_timeout_secs = 10
+idle_timeout_secs = 120
+max_retries = 2
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn template_parses_to_the_defaults() {
+        let from_template = from_sources(Some(TEMPLATE), &[]).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            toml::to_string(&from_template).unwrap(),
+            toml::to_string(&defaults).unwrap()
+        );
+    }
+
+    #[test]
+    fn no_file_gives_defaults() {
+        let c = from_sources(None, &[]).unwrap();
+        assert_eq!(c.gateway.listen, "127.0.0.1:18789");
+        assert_eq!(c.default_provider(), ProviderKind::Anthropic);
+        assert!(c.providers.anthropic.key().is_none());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let c = from_sources(
+            Some("[gateway]\nlisten = \"127.0.0.1:1\"\n[providers.openai]\nmodel = \"a\"\n"),
+            &env(&[
+                ("OPEN_CLANKER_LISTEN", "0.0.0.0:9000"),
+                ("OPENAI_API_KEY", "sk-secret"),
+                ("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),
+                ("OPEN_CLANKER_OPENAI_MODEL", "llama"),
+                ("OPEN_CLANKER_LOG_FORMAT", "json"),
+                ("ANTHROPIC_API_KEY", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.gateway.listen, "0.0.0.0:9000");
+        assert_eq!(c.providers.openai.key(), Some("sk-secret"));
+        assert_eq!(c.providers.openai.model, "llama");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(c.providers.anthropic.key().is_none(), "empty variable is unset");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sk-secret"), "{shown}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_listed_with_its_key() {
+        let text = r#"
+[gateway]
+listen = "nowhere"
+[chat]
+default_provider = "gemini"
+max_message_chars = 0
+[providers.openai]
+base_url = "ftp://x"
+model = ""
+"#;
+        let problems = from_sources(Some(text), &[]).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "gateway.listen",
+            "chat.default_provider",
+            "chat.max_message_chars",
+            "providers.openai.base_url",
+            "providers.openai.model",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn type_errors_and_unknown_keys_name_the_key() {
+        let problems =
+            from_sources(Some("[gateway]\nshutdown_grace_secs = \"soon\"\n"), &[]).unwrap_err();
+        assert_eq!(problems[0].key, "gateway.shutdown_grace_secs", "{problems:?}");
+
+        let problems = from_sources(Some("[chat]\nsystem_promt = \"hi\"\n"), &[]).unwrap_err();
+        assert!(problems[0].message.contains("system_promt"), "{problems:?}");
+
+        let problems = from_sources(Some("[gateway\nlisten="), &[]).unwrap_err();
+        assert_eq!(problems[0].key, "(syntax)");
+    }
+
+    #[test]
+    fn bad_environment_values_are_reported() {
+        let problems = from_sources(
+            None,
+            &env(&[("OPEN_CLANKER_SHUTDOWN_GRACE_SECS", "soon")]),
+        )
+        .unwrap_err();
+        assert!(problems[0].key.contains("OPEN_CLANKER"), "{problems:?}");
+    }
+
+    #[test]
+    fn database_url_problem_does_not_echo_the_url() {
+        let problems = from_sources(
+            None,
+            &env(&[("OPEN_CLANKER_DATABASE_URL", "mysql://u:hunter2@h/db")]),
+        )
+        .unwrap_err();
+        assert!(!problems[0].message.contains("hunter2"));
+    }
+}

@@ -1,0 +1,439 @@
+//! The chat pipeline: the one code path every front end (gRPC `Chat`, channels, ...) runs a turn on.
+//!
+//! A turn validates its input, resolves the session, stores the user's message *before* the provider
+//! is called, streams the provider's answer to the caller and stores it when it ends. An answer cut
+//! off midway (provider failure, caller gone, shutdown) is stored with what arrived, marked
+//! interrupted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use open_clanker_core::{
+    ChatBackend, ChatMessage, MessageStatus, ProviderKind, Role, Session, SessionRef, StoredMessage,
+    TurnError, TurnEvent, TurnRequest, TurnStream, Usage,
+};
+use open_clanker_providers::{CompletionRequest, Provider, ProviderError, StreamEvent};
+use open_clanker_store::{NewMessage, Store, StoreError};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::config::Config;
+
+/// Longest accepted model name.
+const MAX_MODEL_CHARS: usize = 200;
+/// Longest accepted session key.
+pub const MAX_KEY_CHARS: usize = 256;
+
+/// One configured provider.
+pub struct ProviderEntry {
+    pub client: Arc<dyn Provider>,
+    pub default_model: String,
+    pub max_tokens: u32,
+}
+
+/// Runs turns over the store and the configured providers.
+pub struct Engine {
+    store: Store,
+    providers: HashMap<ProviderKind, ProviderEntry>,
+    default_provider: ProviderKind,
+    system_prompt: Option<String>,
+    max_message_chars: usize,
+    history_max_messages: u32,
+    history_max_chars: usize,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Engine {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        providers: HashMap<ProviderKind, ProviderEntry>,
+    ) -> Self {
+        let prompt = config.chat.system_prompt.trim();
+        Self {
+            store,
+            providers,
+            default_provider: config.default_provider(),
+            system_prompt: (!prompt.is_empty()).then(|| prompt.to_string()),
+            max_message_chars: config.chat.max_message_chars,
+            history_max_messages: config.chat.history_max_messages,
+            history_max_chars: config.chat.history_max_chars,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Asks every running turn to stop now and store what it has, then waits for them.
+    pub async fn interrupt_all(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Waits until no turn is running (new turns may still start).
+    pub fn running_turns(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn check_text(&self, text: &str) -> Result<(), TurnError> {
+        if text.trim().is_empty() {
+            return Err(TurnError::InvalidArgument("text is empty".into()));
+        }
+        let chars = text.chars().count();
+        if chars > self.max_message_chars {
+            return Err(TurnError::InvalidArgument(format!(
+                "text is {chars} characters long; the limit is {} (chat.max_message_chars)",
+                self.max_message_chars
+            )));
+        }
+        Ok(())
+    }
+
+    fn resolve_provider(
+        &self,
+        name: Option<&str>,
+        model: Option<&str>,
+    ) -> Result<(ProviderKind, &ProviderEntry, String), TurnError> {
+        let kind = match name.map(str::trim).filter(|n| !n.is_empty()) {
+            Some(n) => n
+                .parse::<ProviderKind>()
+                .map_err(|e| TurnError::InvalidArgument(e.0))?,
+            None => self.default_provider,
+        };
+        let entry = self.providers.get(&kind).ok_or_else(|| {
+            TurnError::FailedPrecondition(format!(
+                "provider {kind} is not configured: set {} (or providers.{kind}.api_key in the config file)",
+                kind.api_key_env()
+            ))
+        })?;
+        let model = match model.map(str::trim).filter(|m| !m.is_empty()) {
+            Some(m) if m.chars().count() > MAX_MODEL_CHARS || m.chars().any(char::is_control) => {
+                return Err(TurnError::InvalidArgument(format!(
+                    "model name must be at most {MAX_MODEL_CHARS} printable characters"
+                )));
+            }
+            Some(m) => m.to_string(),
+            None => entry.default_model.clone(),
+        };
+        Ok((kind, entry, model))
+    }
+
+    async fn resolve_session(&self, session: &SessionRef) -> Result<(Session, bool), TurnError> {
+        match session {
+            SessionRef::Id(id) => {
+                check_id(id)?;
+                match self.store.get_session(id).await.map_err(store_error)? {
+                    Some(s) => Ok((s, false)),
+                    None => Err(TurnError::NotFound(format!("session {id:?} not found"))),
+                }
+            }
+            SessionRef::Key(key) => {
+                check_key(key)?;
+                match self.store.session_by_key(key).await.map_err(store_error)? {
+                    Some(s) => Ok((s, false)),
+                    None => Ok((
+                        self.store
+                            .create_session(Some(key), "")
+                            .await
+                            .map_err(store_error)?,
+                        true,
+                    )),
+                }
+            }
+            SessionRef::New => Ok((
+                self.store
+                    .create_session(None, "")
+                    .await
+                    .map_err(store_error)?,
+                true,
+            )),
+        }
+    }
+
+    /// The context for the provider: the newest history that fits the budget, oldest first.
+    fn context(&self, history: Vec<StoredMessage>, text: &str) -> Vec<ChatMessage> {
+        let mut budget = self.history_max_chars;
+        let mut kept: Vec<ChatMessage> = Vec::new();
+        for m in history.into_iter().rev() {
+            if m.content.is_empty() || m.role == Role::System {
+                continue;
+            }
+            let len = m.content.chars().count();
+            if len > budget {
+                break;
+            }
+            budget -= len;
+            kept.push(ChatMessage::new(m.role, m.content));
+        }
+        kept.reverse();
+        // A conversation sent to a model starts with the user.
+        while kept.first().is_some_and(|m| m.role != Role::User) {
+            kept.remove(0);
+        }
+        kept.push(ChatMessage::new(Role::User, text));
+        kept
+    }
+}
+
+/// Session ids are UUIDs; anything much longer is not an id at all.
+fn check_id(id: &str) -> Result<(), TurnError> {
+    if id.trim().is_empty() {
+        return Err(TurnError::InvalidArgument("session_id is empty".into()));
+    }
+    if id.len() > 64 || id.chars().any(char::is_control) {
+        return Err(TurnError::InvalidArgument(format!(
+            "session_id {:?} is not a session id",
+            id.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_key(key: &str) -> Result<(), TurnError> {
+    if key.trim().is_empty() {
+        return Err(TurnError::InvalidArgument("session key is empty".into()));
+    }
+    if key.chars().count() > MAX_KEY_CHARS || key.chars().any(char::is_control) {
+        return Err(TurnError::InvalidArgument(format!(
+            "session key must be at most {MAX_KEY_CHARS} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Maps a store failure onto a turn error.
+pub fn store_error(e: StoreError) -> TurnError {
+    match e {
+        StoreError::NotFound(m) => TurnError::NotFound(m),
+        StoreError::InvalidPageToken(m) => TurnError::InvalidArgument(m),
+        other => TurnError::Unavailable(format!("the store failed: {other}")),
+    }
+}
+
+/// Maps a provider failure onto a turn error; the texts never contain keys.
+pub fn provider_error(e: &ProviderError) -> TurnError {
+    let text = e.to_string();
+    match e {
+        ProviderError::Unauthorized { .. } => TurnError::FailedPrecondition(text),
+        ProviderError::RateLimited { .. } => TurnError::ResourceExhausted(text),
+        ProviderError::Unavailable { .. } | ProviderError::Stream { .. } => {
+            TurnError::Unavailable(text)
+        }
+        ProviderError::Timeout { .. } => TurnError::DeadlineExceeded(text),
+        ProviderError::BadRequest { .. } => TurnError::InvalidArgument(text),
+        ProviderError::Config(_) => TurnError::FailedPrecondition(text),
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatBackend for Engine {
+    async fn start_turn(&self, request: TurnRequest) -> Result<TurnStream, TurnError> {
+        if self.shutdown.is_cancelled() {
+            return Err(TurnError::Unavailable("the gateway is shutting down".into()));
+        }
+        self.check_text(&request.text)?;
+        let (kind, entry, model) =
+            self.resolve_provider(request.provider.as_deref(), request.model.as_deref())?;
+        let (session, session_created) = self.resolve_session(&request.session).await?;
+        let history = self
+            .store
+            .recent_messages(&session.id, self.history_max_messages)
+            .await
+            .map_err(store_error)?;
+        let user = self
+            .store
+            .append_message(NewMessage {
+                session_id: session.id.clone(),
+                role: Role::User,
+                content: request.text.clone(),
+                provider: None,
+                model: None,
+                usage: Usage::default(),
+                status: MessageStatus::Complete,
+                stop_reason: None,
+            })
+            .await
+            .map_err(store_error)?;
+        let completion = CompletionRequest {
+            model: model.clone(),
+            system: self.system_prompt.clone(),
+            messages: self.context(history, &request.text),
+            max_tokens: entry.max_tokens,
+            temperature: None,
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let turn = Turn {
+            store: self.store.clone(),
+            provider: entry.client.clone(),
+            kind,
+            model,
+            session_id: session.id.clone(),
+            tx,
+            shutdown: self.shutdown.clone(),
+        };
+        let started = TurnEvent::Started {
+            session_id: session.id.clone(),
+            session_created,
+            user_message_id: user.id,
+            provider: kind.to_string(),
+            model: turn.model.clone(),
+        };
+        let span = tracing::info_span!("turn", session = %session.id, provider = %kind, model = %turn.model);
+        self.tasks
+            .spawn(async move { turn.run(started, completion).await }.instrument(span));
+        Ok(ReceiverStream::new(rx).boxed())
+    }
+
+    async fn session_by_key(&self, key: &str) -> Result<Option<Session>, TurnError> {
+        check_key(key)?;
+        self.store.session_by_key(key).await.map_err(store_error)
+    }
+
+    async fn reset_session(&self, session_id: &str) -> Result<(), TurnError> {
+        check_id(session_id)?;
+        self.store
+            .reset_session(session_id)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+}
+
+/// One running turn.
+struct Turn {
+    store: Store,
+    provider: Arc<dyn Provider>,
+    kind: ProviderKind,
+    model: String,
+    session_id: String,
+    tx: mpsc::Sender<TurnEvent>,
+    shutdown: CancellationToken,
+}
+
+/// How the answer ended.
+enum End {
+    Done(Option<String>),
+    Failed(TurnError),
+    CallerGone,
+    Shutdown,
+}
+
+impl Turn {
+    async fn run(self, started: TurnEvent, request: CompletionRequest) {
+        let begun = std::time::Instant::now();
+        // The caller may already be gone; the user's message is stored either way.
+        let _ = self.tx.send(started).await;
+        let mut text = String::new();
+        let mut usage = Usage::default();
+        let end = self.relay(request, &mut text, &mut usage).await;
+        let (status, stop_reason, error) = match end {
+            End::Done(reason) => (MessageStatus::Complete, reason, None),
+            End::Failed(e) => (MessageStatus::Interrupted, Some("error".to_string()), Some(e)),
+            End::CallerGone => (MessageStatus::Interrupted, Some("cancelled".to_string()), None),
+            End::Shutdown => (
+                MessageStatus::Interrupted,
+                Some("shutdown".to_string()),
+                Some(TurnError::Unavailable(
+                    "the gateway shut down before the answer was complete".into(),
+                )),
+            ),
+        };
+        let stored = if status == MessageStatus::Complete || !text.is_empty() {
+            let message = NewMessage {
+                session_id: self.session_id.clone(),
+                role: Role::Assistant,
+                content: text,
+                provider: Some(self.kind.to_string()),
+                model: Some(self.model.clone()),
+                usage,
+                status,
+                stop_reason,
+            };
+            match self.store.append_message(message).await {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    warn!(error = %e, "could not store the answer");
+                    let _ = self
+                        .tx
+                        .send(TurnEvent::Failed {
+                            error: store_error(e),
+                            partial: None,
+                        })
+                        .await;
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let elapsed_ms = begun.elapsed().as_millis() as u64;
+        match (error, stored) {
+            (None, Some(m)) if status == MessageStatus::Complete => {
+                info!(
+                    elapsed_ms,
+                    input_tokens = usage.input_tokens,
+                    output_tokens = usage.output_tokens,
+                    "turn completed"
+                );
+                let _ = self.tx.send(TurnEvent::Completed(m)).await;
+            }
+            (None, _) => debug!(elapsed_ms, "caller went away; partial answer kept"),
+            (Some(error), partial) => {
+                warn!(elapsed_ms, error = %error, "turn failed");
+                let _ = self.tx.send(TurnEvent::Failed { error, partial }).await;
+            }
+        }
+    }
+
+    async fn relay(&self, request: CompletionRequest, text: &mut String, usage: &mut Usage) -> End {
+        let mut events = tokio::select! {
+            r = self.provider.stream(request) => match r {
+                Ok(s) => s,
+                Err(e) => return End::Failed(provider_error(&e)),
+            },
+            _ = self.tx.closed() => return End::CallerGone,
+            _ = self.shutdown.cancelled() => return End::Shutdown,
+        };
+        loop {
+            let next = tokio::select! {
+                next = events.next() => next,
+                _ = self.tx.closed() => return End::CallerGone,
+                _ = self.shutdown.cancelled() => return End::Shutdown,
+            };
+            match next {
+                Some(Ok(StreamEvent::TextDelta(delta))) => {
+                    if delta.is_empty() {
+                        continue;
+                    }
+                    text.push_str(&delta);
+                    if self.tx.send(TurnEvent::Delta(delta)).await.is_err() {
+                        return End::CallerGone;
+                    }
+                }
+                Some(Ok(StreamEvent::Usage(u))) => {
+                    *usage = u;
+                    if self.tx.send(TurnEvent::Usage(u)).await.is_err() {
+                        return End::CallerGone;
+                    }
+                }
+                Some(Ok(StreamEvent::Done { stop_reason })) => return End::Done(stop_reason),
+                Some(Err(e)) => return End::Failed(provider_error(&e)),
+                None => {
+                    return End::Failed(TurnError::Unavailable(format!(
+                        "{} ended the answer without finishing it",
+                        self.kind
+                    )));
+                }
+            }
+        }
+    }
+}

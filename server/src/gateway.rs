@@ -1,0 +1,307 @@
+//! The `gateway` command: wires store, providers and engine into one port that serves gRPC, gRPC-Web
+//! (tonic-web with CORS) and plain HTTP (`GET /health`), with reflection and the health service.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::routing::get;
+use open_clanker_core::ProviderKind;
+use open_clanker_proto::v1 as pb;
+use open_clanker_providers::ProviderConfig;
+use open_clanker_store::Store;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::{info, warn};
+
+use crate::config::{Config, ProviderSection};
+use crate::engine::{Engine, ProviderEntry};
+use crate::grpc::{ChatApi, GatewayApi, SessionApi};
+
+/// Why the gateway could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot open the store at {location}: {message}")]
+    Store { location: String, message: String },
+    #[error("cannot set up provider {provider}: {message}")]
+    Provider { provider: ProviderKind, message: String },
+    #[error(
+        "cannot listen on {addr}: {message} (is another gateway running? set gateway.listen or OPEN_CLANKER_LISTEN)"
+    )]
+    Bind { addr: SocketAddr, message: String },
+    #[error("the server failed: {0}")]
+    Serve(String),
+}
+
+/// The base URL a provider is reached at.
+pub fn base_url(kind: ProviderKind, section: &ProviderSection) -> String {
+    section
+        .base_url
+        .clone()
+        .unwrap_or_else(|| ProviderConfig::default_base_url(kind).to_string())
+}
+
+/// Where the store lives, without any password.
+fn store_location(config: &Config) -> (String, String) {
+    match &config.store.database_url {
+        Some(url) => {
+            let shown = url.split('@').next_back().unwrap_or(url).to_string();
+            (url.clone(), shown)
+        }
+        None => {
+            let dir = config.data_dir();
+            (Store::sqlite_url_for_dir(&dir), dir.display().to_string())
+        }
+    }
+}
+
+pub async fn open_store(config: &Config) -> Result<Store, GatewayError> {
+    let (url, shown) = store_location(config);
+    Store::connect(&url)
+        .await
+        .map_err(|e| GatewayError::Store {
+            location: shown,
+            message: format!("{e} (set store.data_dir / OPEN_CLANKER_DATA_DIR)"),
+        })
+}
+
+pub fn build_providers(
+    config: &Config,
+) -> Result<HashMap<ProviderKind, ProviderEntry>, GatewayError> {
+    let mut out = HashMap::new();
+    for kind in ProviderKind::ALL {
+        let section = config.providers.get(kind);
+        let Some(key) = section.key() else { continue };
+        let mut pc = ProviderConfig::new(kind, key.to_string());
+        pc.base_url = base_url(kind, section);
+        pc.connect_timeout = Duration::from_secs(section.connect_timeout_secs);
+        pc.idle_timeout = Duration::from_secs(section.idle_timeout_secs);
+        pc.max_retries = section.max_retries;
+        let client = open_clanker_providers::build(pc).map_err(|e| GatewayError::Provider {
+            provider: kind,
+            message: e.to_string(),
+        })?;
+        out.insert(
+            kind,
+            ProviderEntry {
+                client,
+                default_model: section.model.clone(),
+                max_tokens: section.max_tokens,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn cors() -> CorsLayer {
+    let expose = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+    let allow = [
+        "content-type",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+        "authorization",
+    ];
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
+        .allow_headers(allow.map(HeaderName::from_static))
+        .expose_headers(expose.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(24 * 3600))
+}
+
+async fn health(engine: Arc<Engine>) -> (StatusCode, [(HeaderName, HeaderValue); 1], String) {
+    let json = [(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    match tokio::time::timeout(crate::grpc::HEALTH_TIMEOUT, engine.store().ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, json, r#"{"status":"ok"}"#.into()),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json,
+            serde_json::json!({"status": "unavailable", "error": e.to_string()}).to_string(),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json,
+            r#"{"status":"unavailable","error":"the store did not answer in time"}"#.into(),
+        ),
+    }
+}
+
+/// Runs the gateway until SIGTERM/SIGINT, then shuts down gracefully.
+pub async fn run(config: Config) -> Result<(), GatewayError> {
+    let started = Instant::now();
+    let config = Arc::new(config);
+    let store = open_store(&config).await?;
+    let providers = build_providers(&config)?;
+    if providers.is_empty() {
+        warn!(
+            "no provider is configured: chats will fail until ANTHROPIC_API_KEY or OPENAI_API_KEY is set"
+        );
+    } else if !providers.contains_key(&config.default_provider()) {
+        warn!(
+            default = %config.default_provider(),
+            "the default provider is not configured; requests must name another provider"
+        );
+    }
+    let configured: Vec<&str> = ProviderKind::ALL
+        .iter()
+        .filter(|k| providers.contains_key(k))
+        .map(|k| k.as_str())
+        .collect();
+    let engine = Arc::new(Engine::new(&config, store, providers));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::chat_service_server::ChatServiceServer<ChatApi>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::session_service_server::SessionServiceServer<SessionApi>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::gateway_service_server::GatewayServiceServer<GatewayApi>>()
+        .await;
+    // Reflection v1 (grpcurl, buf curl) and v1alpha (older clients, grpcio-reflection).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| GatewayError::Serve(format!("reflection: {e}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| GatewayError::Serve(format!("reflection: {e}")))?;
+
+    let routes = Routes::new(pb::chat_service_server::ChatServiceServer::new(ChatApi {
+        engine: engine.clone(),
+    }))
+    .add_service(pb::session_service_server::SessionServiceServer::new(
+        SessionApi {
+            engine: engine.clone(),
+        },
+    ))
+    .add_service(pb::gateway_service_server::GatewayServiceServer::new(
+        GatewayApi {
+            engine: engine.clone(),
+            config: config.clone(),
+            started,
+        },
+    ))
+    .add_service(health_service)
+    .add_service(reflection_v1)
+    .add_service(reflection_v1alpha);
+    let health_engine = engine.clone();
+    let router = routes
+        .into_axum_router()
+        .route("/health", get(move || health(health_engine.clone())));
+
+    let addr = config.listen_addr();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| GatewayError::Bind {
+            addr,
+            message: e.to_string(),
+        })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(cors())
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(Routes::from(router))
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        });
+    let mut server = tokio::spawn(server);
+
+    info!(
+        listen = %local,
+        providers = ?configured,
+        store = engine.store().backend(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "open-clanker gateway listening"
+    );
+    // One plain line on stdout so scripts can find the port (e.g. with listen = "127.0.0.1:0").
+    println!("open-clanker gateway listening on {local}");
+
+    tokio::select! {
+        r = &mut server => return finish(r),
+        _ = shutdown_signal() => {}
+    }
+    let grace = config.shutdown_grace();
+    info!(
+        grace_secs = grace.as_secs(),
+        open_turns = engine.running_turns(),
+        "shutting down: no new connections; open streams may finish"
+    );
+    health_reporter
+        .set_not_serving::<pb::chat_service_server::ChatServiceServer<ChatApi>>()
+        .await;
+    let _ = stop_tx.send(());
+    let result = tokio::select! {
+        r = &mut server => Some(r),
+        _ = tokio::time::sleep(grace) => None,
+    };
+    let result = match result {
+        Some(r) => r,
+        None => {
+            warn!(
+                open_turns = engine.running_turns(),
+                "grace period over: interrupting open turns (their partial answers are stored)"
+            );
+            engine.interrupt_all().await;
+            match tokio::time::timeout(Duration::from_secs(3), &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    engine.interrupt_all().await;
+    info!("stopped");
+    finish(result)
+}
+
+fn finish(
+    r: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), GatewayError> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(GatewayError::Serve(e.to_string())),
+        Err(e) => Err(GatewayError::Serve(e.to_string())),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

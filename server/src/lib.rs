@@ -1,0 +1,10 @@
+//! Open Clanker's gateway: configuration, the chat engine, the gRPC services and the CLI.
+//!
+//! The binary (`open-clanker`) is a thin `main` over [`cli`].
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod gateway;
+pub mod grpc;
+pub mod telemetry;

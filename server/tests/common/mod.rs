@@ -1,0 +1,160 @@
+//! Runs the real `open-clanker` binary for end-to-end tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_open-clanker");
+pub const KEY: &str = "sk-test-e2e-0123456789abcdef";
+
+/// A command with an environment that cannot see the developer's own config or keys.
+pub fn command(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(home)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("share"))
+        .env("RUST_LOG", "info,open_clanker=debug");
+    cmd
+}
+
+/// A gateway process on an ephemeral port.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: String,
+    pub home: PathBuf,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Gateway {
+    /// Starts `open-clanker gateway` with `env` and waits until it listens.
+    pub fn start(home: &Path, env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = command(home);
+        cmd.arg("gateway")
+            .env("OPEN_CLANKER_LISTEN", "127.0.0.1:0")
+            .env("OPEN_CLANKER_DATA_DIR", home.join("data"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn gateway");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let err = stderr.join().unwrap_or_default();
+                panic!("gateway did not start; stderr:\n{err}");
+            }
+        };
+        let addr = line
+            .rsplit(' ')
+            .next()
+            .expect("address in listening line")
+            .to_string();
+        Gateway {
+            child,
+            addr: format!("http://{addr}"),
+            home: home.to_path_buf(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Runs a CLI command against this gateway.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = command(&self.home);
+        cmd.args(args).env("OPEN_CLANKER_ADDR", &self.addr);
+        cmd.output().expect("run cli")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status, how long it took, and stderr.
+    pub fn terminate(mut self) -> (ExitStatus, Duration, String) {
+        let began = Instant::now();
+        signal(self.child.id(), "TERM");
+        let status = wait_timeout(&mut self.child, Duration::from_secs(30));
+        let elapsed = began.elapsed();
+        let err = self.stderr.take().map(|h| h.join().unwrap_or_default());
+        (status, elapsed, err.unwrap_or_default())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let began = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if began.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A plain HTTP/1.1 GET, returning the status line and body.
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::Write;
+    let host = addr.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let status = text.lines().next().unwrap_or_default().to_string();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
