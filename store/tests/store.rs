@@ -1,0 +1,618 @@
+//! Integration tests of the store on SQLite temporary files.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use open_clanker_store::{
+    MessageStatus, NewMessage, Role, Store, StoreError, StoredMessage, Usage,
+};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use tempfile::TempDir;
+
+/// A store on a fresh file in a fresh temporary directory (kept alive by the returned guard).
+async fn temp_store() -> (Store, TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = Store::sqlite_url_for_dir(dir.path());
+    let store = Store::connect(&url).await.expect("connect");
+    (store, dir, url)
+}
+
+/// A second, raw connection to the same database, to look behind the store's back.
+async fn raw(url: &str) -> DatabaseConnection {
+    Database::connect(url).await.expect("raw connect")
+}
+
+fn message(session_id: &str, role: Role, content: &str) -> NewMessage {
+    NewMessage {
+        session_id: session_id.to_owned(),
+        role,
+        content: content.to_owned(),
+        provider: None,
+        model: None,
+        usage: Usage::default(),
+        status: MessageStatus::Complete,
+        stop_reason: None,
+    }
+}
+
+async fn append(store: &Store, session_id: &str, role: Role, content: &str) -> StoredMessage {
+    store
+        .append_message(message(session_id, role, content))
+        .await
+        .expect("append")
+}
+
+#[tokio::test]
+async fn creates_parent_dir_and_file_and_enables_wal() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("nested").join("data");
+    assert!(!dir.exists());
+    let url = Store::sqlite_url_for_dir(&dir);
+    let store = Store::connect(&url).await.unwrap();
+    assert!(dir.join("open-clanker.db").is_file());
+    assert_eq!(store.backend(), "sqlite");
+    store.ping().await.unwrap();
+
+    let db = raw(&url).await;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .unwrap()
+        .expect("a row");
+    let mode: String = row.try_get_by_index(0).unwrap();
+    assert_eq!(mode.to_ascii_lowercase(), "wal");
+}
+
+#[tokio::test]
+async fn create_get_and_newest_by_key() {
+    let (store, _dir, _) = temp_store().await;
+    let a = store.create_session(Some("tg:1"), "first").await.unwrap();
+    assert_eq!(a.key.as_deref(), Some("tg:1"));
+    assert_eq!(a.title, "first");
+    assert_eq!(a.message_count, 0);
+    assert_eq!(a.created_at_ms, a.updated_at_ms);
+    assert_eq!(uuid::Uuid::parse_str(&a.id).unwrap().get_version_num(), 7);
+
+    assert_eq!(store.get_session(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.get_session("nope").await.unwrap(), None);
+
+    // Created within the same millisecond or not, the later one wins.
+    let b = store.create_session(Some("tg:1"), "second").await.unwrap();
+    let c = store.create_session(Some("tg:2"), "other").await.unwrap();
+    let _unkeyed = store.create_session(None, "").await.unwrap();
+    assert_eq!(store.session_by_key("tg:1").await.unwrap(), Some(b.clone()));
+    assert_eq!(store.session_by_key("tg:2").await.unwrap(), Some(c));
+    assert_eq!(store.session_by_key("tg:3").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn list_sessions_pages_newest_first() {
+    let (store, _dir, _) = temp_store().await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(store.create_session(None, &format!("s{i}")).await.unwrap());
+        if i % 2 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let expected: Vec<String> = created.iter().rev().map(|s| s.id.clone()).collect();
+
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_sessions(3, token.as_deref(), None)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|s| s.id.clone()));
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, expected);
+
+    // 0 means the default (50); an empty token is the first page.
+    let all = store.list_sessions(0, Some(""), None).await.unwrap();
+    assert_eq!(all.items.len(), 7);
+    assert_eq!(all.next_page_token, None);
+    let ids: Vec<String> = all.items.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids, expected);
+
+    // An exact fit has no further page.
+    let exact = store.list_sessions(7, None, None).await.unwrap();
+    assert_eq!(exact.items.len(), 7);
+    assert_eq!(exact.next_page_token, None);
+}
+
+#[tokio::test]
+async fn list_sessions_key_prefix_is_literal_and_case_sensitive() {
+    let (store, _dir, _) = temp_store().await;
+    for key in [
+        Some("tg:1"),
+        Some("tg:2"),
+        Some("tgx"),
+        Some("t%:x"),
+        Some("t_:y"),
+        Some("TG:3"),
+        Some("discord:1"),
+        None,
+    ] {
+        store.create_session(key, "").await.unwrap();
+    }
+    let keys = |page: open_clanker_store::Page<open_clanker_store::Session>| -> HashSet<String> {
+        page.items.into_iter().filter_map(|s| s.key).collect()
+    };
+    let tg = keys(store.list_sessions(0, None, Some("tg:")).await.unwrap());
+    assert_eq!(tg, HashSet::from(["tg:1".to_owned(), "tg:2".to_owned()]));
+    let percent = keys(store.list_sessions(0, None, Some("t%")).await.unwrap());
+    assert_eq!(percent, HashSet::from(["t%:x".to_owned()]));
+    let underscore = keys(store.list_sessions(0, None, Some("t_")).await.unwrap());
+    assert_eq!(underscore, HashSet::from(["t_:y".to_owned()]));
+    let upper = keys(store.list_sessions(0, None, Some("TG")).await.unwrap());
+    assert_eq!(upper, HashSet::from(["TG:3".to_owned()]));
+    let none = store.list_sessions(0, None, Some("zzz")).await.unwrap();
+    assert!(none.items.is_empty());
+    assert_eq!(none.next_page_token, None);
+    // An empty prefix is no filter (unkeyed sessions included).
+    let all = store.list_sessions(0, None, Some("")).await.unwrap();
+    assert_eq!(all.items.len(), 8);
+
+    // Paging under a prefix.
+    let first = store.list_sessions(1, None, Some("tg")).await.unwrap();
+    assert_eq!(first.items.len(), 1);
+    let second = store
+        .list_sessions(1, first.next_page_token.as_deref(), Some("tg"))
+        .await
+        .unwrap();
+    let third = store
+        .list_sessions(1, second.next_page_token.as_deref(), Some("tg"))
+        .await
+        .unwrap();
+    assert_eq!(third.next_page_token, None);
+    let mut paged: HashSet<String> = HashSet::new();
+    for page in [first, second, third] {
+        paged.extend(page.items.into_iter().filter_map(|s| s.key));
+    }
+    assert_eq!(
+        paged,
+        HashSet::from(["tg:1".to_owned(), "tg:2".to_owned(), "tgx".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn history_pages_oldest_first() {
+    let (store, _dir, _) = temp_store().await;
+    let s = store.create_session(None, "t").await.unwrap();
+    let other = store.create_session(None, "o").await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(append(&store, &s.id, Role::User, &format!("m{i}")).await.id);
+        append(&store, &other.id, Role::User, "noise").await;
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+
+    let p1 = store.history(&s.id, 2, None).await.unwrap();
+    let p2 = store
+        .history(&s.id, 2, p1.next_page_token.as_deref())
+        .await
+        .unwrap();
+    let p3 = store
+        .history(&s.id, 2, p2.next_page_token.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(p3.next_page_token, None);
+    let contents: Vec<String> = [p1, p2, p3]
+        .into_iter()
+        .flat_map(|p| p.items)
+        .map(|m| {
+            assert_eq!(m.session_id, s.id);
+            m.content
+        })
+        .collect();
+    assert_eq!(contents, ["m0", "m1", "m2", "m3", "m4"]);
+
+    let all = store.history(&s.id, 0, None).await.unwrap();
+    assert_eq!(all.items.len(), 5);
+    assert_eq!(all.next_page_token, None);
+
+    let empty = store.create_session(None, "").await.unwrap();
+    let page = store.history(&empty.id, 10, None).await.unwrap();
+    assert!(page.items.is_empty());
+    assert_eq!(page.next_page_token, None);
+
+    assert!(matches!(
+        store.history("missing", 10, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn recent_messages_are_the_newest_in_order() {
+    let (store, _dir, _) = temp_store().await;
+    let s = store.create_session(None, "t").await.unwrap();
+    for i in 0..5 {
+        let role = if i % 2 == 0 {
+            Role::User
+        } else {
+            Role::Assistant
+        };
+        append(&store, &s.id, role, &format!("m{i}")).await;
+    }
+    let recent = store.recent_messages(&s.id, 3).await.unwrap();
+    let contents: Vec<&str> = recent.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["m2", "m3", "m4"]);
+    assert_eq!(recent[0].role, Role::User);
+    assert_eq!(recent[1].role, Role::Assistant);
+    assert_eq!(store.recent_messages(&s.id, 100).await.unwrap().len(), 5);
+    assert!(store.recent_messages(&s.id, 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .recent_messages("missing", 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn append_bumps_the_session_and_sets_the_title() {
+    let (store, _dir, _) = temp_store().await;
+    let s = store.create_session(Some("k"), "").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // An assistant message does not title the session.
+    let reply = NewMessage {
+        provider: Some("anthropic".to_owned()),
+        model: Some("claude-x".to_owned()),
+        usage: Usage {
+            input_tokens: 12,
+            output_tokens: 34,
+        },
+        status: MessageStatus::Interrupted,
+        stop_reason: Some("max_tokens".to_owned()),
+        ..message(&s.id, Role::Assistant, "I am a robot")
+    };
+    let stored = store.append_message(reply.clone()).await.unwrap();
+    assert_eq!(stored.provider.as_deref(), Some("anthropic"));
+    assert_eq!(stored.model.as_deref(), Some("claude-x"));
+    assert_eq!(stored.usage, reply.usage);
+    assert_eq!(stored.status, MessageStatus::Interrupted);
+    assert_eq!(stored.stop_reason.as_deref(), Some("max_tokens"));
+    let history = store.history(&s.id, 0, None).await.unwrap();
+    assert_eq!(history.items, vec![stored.clone()]);
+
+    let after = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(after.message_count, 1);
+    assert!(after.updated_at_ms > s.updated_at_ms);
+    assert_eq!(after.created_at_ms, s.created_at_ms);
+    assert_eq!(after.title, "");
+
+    // The first user message titles it: first non-blank line.
+    append(
+        &store,
+        &s.id,
+        Role::User,
+        "\n  Plan my trip to Kyoto  \nwith details",
+    )
+    .await;
+    let titled = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(titled.title, "Plan my trip to Kyoto");
+    assert_eq!(titled.message_count, 2);
+
+    // Later user messages leave it alone.
+    append(&store, &s.id, Role::User, "something else").await;
+    let same = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(same.title, "Plan my trip to Kyoto");
+    assert_eq!(same.message_count, 3);
+
+    // A given title is kept.
+    let named = store.create_session(None, "Named").await.unwrap();
+    append(&store, &named.id, Role::User, "hello").await;
+    assert_eq!(
+        store.get_session(&named.id).await.unwrap().unwrap().title,
+        "Named"
+    );
+
+    // A long multi-byte line is cut on a char boundary, 60 characters with the ellipsis.
+    let long = store.create_session(None, "").await.unwrap();
+    let text = "日本語のテキスト".repeat(20);
+    append(&store, &long.id, Role::User, &text).await;
+    let title = store.get_session(&long.id).await.unwrap().unwrap().title;
+    assert_eq!(title.chars().count(), 60);
+    assert!(title.ends_with('…'));
+    let kept: String = text.chars().take(59).collect();
+    assert!(title.starts_with(&kept), "{title}");
+
+    // Exactly 60 characters is not cut.
+    let exact = store.create_session(None, "").await.unwrap();
+    let sixty = "é".repeat(60);
+    append(&store, &exact.id, Role::User, &sixty).await;
+    assert_eq!(
+        store.get_session(&exact.id).await.unwrap().unwrap().title,
+        sixty
+    );
+}
+
+#[tokio::test]
+async fn append_to_a_missing_session_is_not_found() {
+    let (store, _dir, _) = temp_store().await;
+    let err = store
+        .append_message(message("missing", Role::User, "hi"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.stats().await.unwrap().messages, 0);
+}
+
+#[tokio::test]
+async fn reset_keeps_the_session_and_removes_messages() {
+    let (store, _dir, _) = temp_store().await;
+    let s = store.create_session(Some("k"), "").await.unwrap();
+    let keep = store.create_session(None, "keep").await.unwrap();
+    for i in 0..3 {
+        append(&store, &s.id, Role::User, &format!("m{i}")).await;
+    }
+    append(&store, &keep.id, Role::User, "stays").await;
+
+    assert_eq!(store.reset_session(&s.id).await.unwrap(), 3);
+    let after = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(after.message_count, 0);
+    assert_eq!(after.title, "m0");
+    assert_eq!(after.key.as_deref(), Some("k"));
+    assert!(
+        store
+            .history(&s.id, 0, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        store.history(&keep.id, 0, None).await.unwrap().items.len(),
+        1
+    );
+    assert_eq!(store.reset_session(&s.id).await.unwrap(), 0);
+
+    // The session goes on.
+    append(&store, &s.id, Role::User, "again").await;
+    assert_eq!(
+        store
+            .get_session(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .message_count,
+        1
+    );
+
+    assert!(matches!(
+        store.reset_session("missing").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn delete_removes_the_session_and_its_messages() {
+    let (store, _dir, _) = temp_store().await;
+    let s = store.create_session(None, "").await.unwrap();
+    let keep = store.create_session(None, "").await.unwrap();
+    append(&store, &s.id, Role::User, "a").await;
+    append(&store, &s.id, Role::Assistant, "b").await;
+    append(&store, &keep.id, Role::User, "c").await;
+
+    assert!(store.delete_session(&s.id).await.unwrap());
+    assert_eq!(store.get_session(&s.id).await.unwrap(), None);
+    assert!(matches!(
+        store.history(&s.id, 0, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.sessions, stats.messages), (1, 1));
+    assert!(!store.delete_session(&s.id).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_foreign_key_cascades() {
+    let (store, _dir, url) = temp_store().await;
+    let s = store.create_session(None, "").await.unwrap();
+    append(&store, &s.id, Role::User, "a").await;
+    append(&store, &s.id, Role::User, "b").await;
+
+    // Delete the session row alone, behind the store's back: the messages go with it.
+    let db = raw(&url).await;
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        "DELETE FROM sessions WHERE id = ?",
+        [s.id.clone().into()],
+    ))
+    .await
+    .unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.sessions, stats.messages), (0, 0));
+}
+
+#[tokio::test]
+async fn stats_count_sessions_and_messages() {
+    let (store, _dir, _) = temp_store().await;
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.backend, "sqlite");
+    assert_eq!((stats.sessions, stats.messages), (0, 0));
+    let a = store.create_session(None, "").await.unwrap();
+    let b = store.create_session(None, "").await.unwrap();
+    append(&store, &a.id, Role::User, "1").await;
+    append(&store, &a.id, Role::Assistant, "2").await;
+    append(&store, &b.id, Role::User, "3").await;
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.sessions, stats.messages), (2, 3));
+}
+
+#[tokio::test]
+async fn invalid_page_tokens_are_rejected() {
+    let (store, _dir, _) = temp_store().await;
+    let s = store.create_session(None, "").await.unwrap();
+    store.create_session(None, "").await.unwrap();
+    append(&store, &s.id, Role::User, "1").await;
+    append(&store, &s.id, Role::User, "2").await;
+
+    for bad in ["garbage", "zz", "abc", "00", "deadbeef"] {
+        assert!(
+            matches!(
+                store.list_sessions(10, Some(bad), None).await,
+                Err(StoreError::InvalidPageToken(_))
+            ),
+            "{bad}"
+        );
+        assert!(
+            matches!(
+                store.history(&s.id, 10, Some(bad)).await,
+                Err(StoreError::InvalidPageToken(_))
+            ),
+            "{bad}"
+        );
+    }
+
+    // A token of one listing is not valid for the other.
+    let sessions_token = store
+        .list_sessions(1, None, None)
+        .await
+        .unwrap()
+        .next_page_token
+        .expect("more sessions");
+    let history_token = store
+        .history(&s.id, 1, None)
+        .await
+        .unwrap()
+        .next_page_token
+        .expect("more messages");
+    assert!(matches!(
+        store.history(&s.id, 10, Some(&sessions_token)).await,
+        Err(StoreError::InvalidPageToken(_))
+    ));
+    assert!(matches!(
+        store.list_sessions(10, Some(&history_token), None).await,
+        Err(StoreError::InvalidPageToken(_))
+    ));
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_migrations_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Store::sqlite_url_for_dir(dir.path());
+    let (id, message_id) = {
+        let store = Store::connect(&url).await.unwrap();
+        let s = store
+            .create_session(Some("keep"), "persisted")
+            .await
+            .unwrap();
+        let m = append(&store, &s.id, Role::User, "hello").await;
+        (s.id, m.id)
+    };
+    for _ in 0..2 {
+        let store = Store::connect(&url).await.unwrap();
+        let s = store.get_session(&id).await.unwrap().expect("still there");
+        assert_eq!(s.title, "persisted");
+        assert_eq!(s.message_count, 1);
+        let history = store.history(&id, 0, None).await.unwrap();
+        assert_eq!(history.items.len(), 1);
+        assert_eq!(history.items[0].id, message_id);
+    }
+    let db = raw(&url).await;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT COUNT(*) FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .expect("a row");
+    let applied: i64 = row.try_get_by_index(0).unwrap();
+    assert_eq!(applied, 1);
+}
+
+#[tokio::test]
+async fn an_unknown_role_in_the_database_is_an_error() {
+    let (store, _dir, url) = temp_store().await;
+    let s = store.create_session(None, "").await.unwrap();
+    let db = raw(&url).await;
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        "INSERT INTO messages (session_id, role, content, input_tokens, output_tokens, status, created_at) \
+         VALUES (?, 'robot', 'beep', 0, 0, 'complete', 0)",
+        [s.id.clone().into()],
+    ))
+    .await
+    .unwrap();
+    match store.history(&s.id, 0, None).await {
+        Err(StoreError::Database(msg)) => assert!(msg.contains("robot"), "{msg}"),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    assert!(matches!(
+        store.recent_messages(&s.id, 10).await,
+        Err(StoreError::Database(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_all_succeed() {
+    let (store, _dir, _) = temp_store().await;
+    let s = store.create_session(None, "").await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            let id = s.id.clone();
+            tokio::spawn(async move {
+                store
+                    .append_message(message(&id, Role::User, &format!("m{i}")))
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        let stored = task.await.expect("task").expect("append");
+        assert!(ids.insert(stored.id));
+    }
+    assert_eq!(ids.len(), 50);
+    let after = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(after.message_count, 50);
+    assert_eq!(store.history(&s.id, 0, None).await.unwrap().items.len(), 50);
+}
+
+#[tokio::test]
+async fn in_memory_databases_work() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let s = store.create_session(Some("m"), "").await.unwrap();
+    append(&store, &s.id, Role::User, "hi").await;
+    // Give the pool a chance to misbehave between calls.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(store.history(&s.id, 0, None).await.unwrap().items.len(), 1);
+    assert_eq!(store.stats().await.unwrap().sessions, 1);
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    for url in ["mysql://root@localhost/db", "nonsense", "http://x"] {
+        assert!(
+            matches!(Store::connect(url).await, Err(StoreError::InvalidUrl(_))),
+            "{url}"
+        );
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+#[tokio::test]
+async fn postgres_without_the_feature_is_refused_without_leaking_the_password() {
+    let err = Store::connect("postgres://app:hunter2@localhost/clanker")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidUrl(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"));
+}
