@@ -229,7 +229,9 @@ pub fn provider_error(e: &ProviderError) -> TurnError {
             TurnError::Unavailable(text)
         }
         ProviderError::Timeout { .. } => TurnError::DeadlineExceeded(text),
-        ProviderError::BadRequest { .. } => TurnError::InvalidArgument(text),
+        ProviderError::BadRequest { .. } | ProviderError::InvalidRequest { .. } => {
+            TurnError::InvalidArgument(text)
+        }
         ProviderError::Config(_) => TurnError::FailedPrecondition(text),
     }
 }

@@ -198,8 +198,10 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha);
     let health_engine = engine.clone();
+    // gRPC-Web wraps the gRPC services only: plain HTTP routes (added after the layer) stay plain.
     let router = routes
         .into_axum_router()
+        .layer(tonic_web::GrpcWebLayer::new())
         .route("/health", get(move || health(health_engine.clone())));
 
     let addr = config.listen_addr();
@@ -217,7 +219,6 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(cors())
-        .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;
