@@ -191,6 +191,9 @@ pub enum SessionRef {
     Key(String),
     /// A new session.
     New,
+    /// No session: the caller supplies the earlier messages (system messages become the system
+    /// prompt) and nothing is stored. Events then carry session id "" and message id 0.
+    Stateless(Vec<ChatMessage>),
 }
 
 /// A request to run one turn: store the user's text, ask the model, stream and store the answer.
@@ -265,6 +268,115 @@ pub trait ChatBackend: Send + Sync + 'static {
 
     /// Clears a session's history; the session itself (id, key, title) stays.
     async fn reset_session(&self, session_id: &str) -> Result<(), TurnError>;
+}
+
+/// A sender allowed to talk to the assistant on a channel (approved by pairing or by the owner).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowedSender {
+    /// The channel's name, e.g. `telegram`.
+    pub channel: String,
+    /// The platform's id of the sender (a Telegram user id, a Discord user id).
+    pub sender: String,
+    /// A human-readable name for listings (`@username`, display name); may be empty.
+    pub label: String,
+    /// Unix time in milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// A pending pairing: an unknown sender received `code` and waits for the owner's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingRequest {
+    pub channel: String,
+    pub sender: String,
+    pub label: String,
+    /// The code the sender was given (upper case).
+    pub code: String,
+    /// Unix time in milliseconds.
+    pub created_at_ms: i64,
+    /// Unix time in milliseconds after which the code is void.
+    pub expires_at_ms: i64,
+}
+
+/// A pairing to record with [`AccessStore::create_pairing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPairing {
+    pub channel: String,
+    pub sender: String,
+    pub label: String,
+    pub code: String,
+    /// Unix time in milliseconds after which the code is void.
+    pub expires_at_ms: i64,
+}
+
+/// Why an access operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// No such (unexpired) pairing code, or no such allowed sender.
+    #[error("{0}")]
+    NotFound(String),
+    /// The channel already has the most pending pairings it may have.
+    #[error("{0}")]
+    TooManyPending(String),
+    /// The code is already in use on this channel (generate another one).
+    #[error("{0}")]
+    Conflict(String),
+    /// The storage failed.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Who may talk to the assistant on a channel: the allowlist and the pending pairing codes, kept in
+/// the database. The store implements it; a channel holds an `Arc<dyn AccessStore>`. Expired codes
+/// are never returned and are deleted as a side effect of the calls that look at codes.
+#[async_trait::async_trait]
+pub trait AccessStore: Send + Sync + 'static {
+    /// True when `sender` is on `channel`'s stored allowlist.
+    async fn is_allowed(&self, channel: &str, sender: &str) -> Result<bool, AccessError>;
+
+    /// Puts `sender` on the allowlist (updating the label when already there) and drops its
+    /// pending pairings.
+    async fn allow(
+        &self,
+        channel: &str,
+        sender: &str,
+        label: &str,
+    ) -> Result<AllowedSender, AccessError>;
+
+    /// Removes `sender` from the allowlist; `false` when it was not there.
+    async fn revoke(&self, channel: &str, sender: &str) -> Result<bool, AccessError>;
+
+    /// The allowed senders of one channel (or of all), oldest first.
+    async fn list_allowed(&self, channel: Option<&str>) -> Result<Vec<AllowedSender>, AccessError>;
+
+    /// Records a pairing code. When the sender already has an unexpired one, that one is returned
+    /// instead (and `pairing.code` is not used). [`AccessError::TooManyPending`] when the channel
+    /// already has `max_pending` unexpired codes; [`AccessError::Conflict`] when the code is taken.
+    async fn create_pairing(
+        &self,
+        pairing: NewPairing,
+        max_pending: u32,
+    ) -> Result<PairingRequest, AccessError>;
+
+    /// The sender's unexpired pairing, if any.
+    async fn pending_pairing(
+        &self,
+        channel: &str,
+        sender: &str,
+    ) -> Result<Option<PairingRequest>, AccessError>;
+
+    /// Unexpired pairings of one channel (or of all), oldest first.
+    async fn list_pairings(
+        &self,
+        channel: Option<&str>,
+    ) -> Result<Vec<PairingRequest>, AccessError>;
+
+    /// Approves an unexpired code (compared without regard to case): the sender goes on the
+    /// allowlist and the code is consumed. [`AccessError::NotFound`] for an unknown or expired code.
+    async fn approve_pairing(
+        &self,
+        channel: &str,
+        code: &str,
+    ) -> Result<AllowedSender, AccessError>;
 }
 
 #[cfg(test)]
