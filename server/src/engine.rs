@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use open_clanker_core::{
-    ChatBackend, ChatMessage, MessageStatus, ProviderKind, Role, Session, SessionRef, StoredMessage,
-    TurnError, TurnEvent, TurnRequest, TurnStream, Usage,
+    ChatBackend, ChatMessage, MessageStatus, ProviderKind, Role, Session, SessionRef,
+    StoredMessage, TurnError, TurnEvent, TurnRequest, TurnStream, Usage,
 };
 use open_clanker_providers::{CompletionRequest, Provider, ProviderError, StreamEvent};
 use open_clanker_store::{NewMessage, Store, StoreError};
@@ -156,11 +156,14 @@ impl Engine {
                     .map_err(store_error)?,
                 true,
             )),
+            SessionRef::Stateless(_) => Err(TurnError::Internal(
+                "a stateless turn has no session".into(),
+            )),
         }
     }
 
     /// The context for the provider: the newest history that fits the budget, oldest first.
-    fn context(&self, history: Vec<StoredMessage>, text: &str) -> Vec<ChatMessage> {
+    fn context(&self, history: Vec<ChatMessage>, text: &str) -> Vec<ChatMessage> {
         let mut budget = self.history_max_chars;
         let mut kept: Vec<ChatMessage> = Vec::new();
         for m in history.into_iter().rev() {
@@ -172,7 +175,7 @@ impl Engine {
                 break;
             }
             budget -= len;
-            kept.push(ChatMessage::new(m.role, m.content));
+            kept.push(m);
         }
         kept.reverse();
         // A conversation sent to a model starts with the user.
@@ -240,56 +243,89 @@ pub fn provider_error(e: &ProviderError) -> TurnError {
 impl ChatBackend for Engine {
     async fn start_turn(&self, request: TurnRequest) -> Result<TurnStream, TurnError> {
         if self.shutdown.is_cancelled() {
-            return Err(TurnError::Unavailable("the gateway is shutting down".into()));
+            return Err(TurnError::Unavailable(
+                "the gateway is shutting down".into(),
+            ));
         }
         self.check_text(&request.text)?;
         let (kind, entry, model) =
             self.resolve_provider(request.provider.as_deref(), request.model.as_deref())?;
-        let (session, session_created) = self.resolve_session(&request.session).await?;
-        let history = self
-            .store
-            .recent_messages(&session.id, self.history_max_messages)
-            .await
-            .map_err(store_error)?;
-        let user = self
-            .store
-            .append_message(NewMessage {
-                session_id: session.id.clone(),
-                role: Role::User,
-                content: request.text.clone(),
-                provider: None,
-                model: None,
-                usage: Usage::default(),
-                status: MessageStatus::Complete,
-                stop_reason: None,
-            })
-            .await
-            .map_err(store_error)?;
+        let (session_id, session_created, user_message_id, system, messages) =
+            if let SessionRef::Stateless(given) = request.session {
+                let (system, history): (Vec<ChatMessage>, Vec<ChatMessage>) =
+                    given.into_iter().partition(|m| m.role == Role::System);
+                let system = if system.is_empty() {
+                    self.system_prompt.clone()
+                } else {
+                    Some(
+                        system
+                            .into_iter()
+                            .map(|m| m.content)
+                            .collect::<Vec<_>>()
+                            .join("\n\n"),
+                    )
+                };
+                let messages = self.context(history, &request.text);
+                (String::new(), false, 0, system, messages)
+            } else {
+                let (session, created) = self.resolve_session(&request.session).await?;
+                let history = self
+                    .store
+                    .recent_messages(&session.id, self.history_max_messages)
+                    .await
+                    .map_err(store_error)?
+                    .into_iter()
+                    .map(|m| ChatMessage::new(m.role, m.content))
+                    .collect();
+                let user = self
+                    .store
+                    .append_message(NewMessage {
+                        session_id: session.id.clone(),
+                        role: Role::User,
+                        content: request.text.clone(),
+                        provider: None,
+                        model: None,
+                        usage: Usage::default(),
+                        status: MessageStatus::Complete,
+                        stop_reason: None,
+                    })
+                    .await
+                    .map_err(store_error)?;
+                let messages = self.context(history, &request.text);
+                (
+                    session.id,
+                    created,
+                    user.id,
+                    self.system_prompt.clone(),
+                    messages,
+                )
+            };
         let completion = CompletionRequest {
             model: model.clone(),
-            system: self.system_prompt.clone(),
-            messages: self.context(history, &request.text),
+            system,
+            messages,
             max_tokens: entry.max_tokens,
             temperature: None,
         };
         let (tx, rx) = mpsc::channel(64);
+        let started = TurnEvent::Started {
+            session_id: session_id.clone(),
+            session_created,
+            user_message_id,
+            provider: kind.to_string(),
+            model: model.clone(),
+        };
+        let span =
+            tracing::info_span!("turn", session = %session_id, provider = %kind, model = %model);
         let turn = Turn {
-            store: self.store.clone(),
+            store: (!session_id.is_empty()).then(|| self.store.clone()),
             provider: entry.client.clone(),
             kind,
             model,
-            session_id: session.id.clone(),
+            session_id,
             tx,
             shutdown: self.shutdown.clone(),
         };
-        let started = TurnEvent::Started {
-            session_id: session.id.clone(),
-            session_created,
-            user_message_id: user.id,
-            provider: kind.to_string(),
-            model: turn.model.clone(),
-        };
-        let span = tracing::info_span!("turn", session = %session.id, provider = %kind, model = %turn.model);
         self.tasks
             .spawn(async move { turn.run(started, completion).await }.instrument(span));
         Ok(ReceiverStream::new(rx).boxed())
@@ -310,9 +346,29 @@ impl ChatBackend for Engine {
     }
 }
 
+/// The answer of a stateless turn, shaped like a stored message (id 0).
+fn unstored(m: NewMessage) -> StoredMessage {
+    StoredMessage {
+        id: 0,
+        session_id: m.session_id,
+        role: m.role,
+        content: m.content,
+        provider: m.provider,
+        model: m.model,
+        usage: m.usage,
+        status: m.status,
+        stop_reason: m.stop_reason,
+        created_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    }
+}
+
 /// One running turn.
 struct Turn {
-    store: Store,
+    /// `None` for a stateless turn: nothing is stored.
+    store: Option<Store>,
     provider: Arc<dyn Provider>,
     kind: ProviderKind,
     model: String,
@@ -339,8 +395,16 @@ impl Turn {
         let end = self.relay(request, &mut text, &mut usage).await;
         let (status, stop_reason, error) = match end {
             End::Done(reason) => (MessageStatus::Complete, reason, None),
-            End::Failed(e) => (MessageStatus::Interrupted, Some("error".to_string()), Some(e)),
-            End::CallerGone => (MessageStatus::Interrupted, Some("cancelled".to_string()), None),
+            End::Failed(e) => (
+                MessageStatus::Interrupted,
+                Some("error".to_string()),
+                Some(e),
+            ),
+            End::CallerGone => (
+                MessageStatus::Interrupted,
+                Some("cancelled".to_string()),
+                None,
+            ),
             End::Shutdown => (
                 MessageStatus::Interrupted,
                 Some("shutdown".to_string()),
@@ -360,7 +424,11 @@ impl Turn {
                 status,
                 stop_reason,
             };
-            match self.store.append_message(message).await {
+            let stored = match &self.store {
+                Some(store) => store.append_message(message).await,
+                None => Ok(unstored(message)),
+            };
+            match stored {
                 Ok(m) => Some(m),
                 Err(e) => {
                     warn!(error = %e, "could not store the answer");

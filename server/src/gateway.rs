@@ -27,7 +27,10 @@ pub enum GatewayError {
     #[error("cannot open the store at {location}: {message}")]
     Store { location: String, message: String },
     #[error("cannot set up provider {provider}: {message}")]
-    Provider { provider: ProviderKind, message: String },
+    Provider {
+        provider: ProviderKind,
+        message: String,
+    },
     #[error(
         "cannot listen on {addr}: {message} (is another gateway running? set gateway.listen or OPEN_CLANKER_LISTEN)"
     )]
@@ -60,12 +63,10 @@ fn store_location(config: &Config) -> (String, String) {
 
 pub async fn open_store(config: &Config) -> Result<Store, GatewayError> {
     let (url, shown) = store_location(config);
-    Store::connect(&url)
-        .await
-        .map_err(|e| GatewayError::Store {
-            location: shown,
-            message: format!("{e} (set store.data_dir / OPEN_CLANKER_DATA_DIR)"),
-        })
+    Store::connect(&url).await.map_err(|e| GatewayError::Store {
+        location: shown,
+        message: format!("{e} (set store.data_dir / OPEN_CLANKER_DATA_DIR)"),
+    })
 }
 
 pub fn build_providers(
@@ -149,11 +150,11 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
             "the default provider is not configured; requests must name another provider"
         );
     }
-    let configured: Vec<&str> = ProviderKind::ALL
-        .iter()
+    let configured_kinds: Vec<ProviderKind> = ProviderKind::ALL
+        .into_iter()
         .filter(|k| providers.contains_key(k))
-        .map(|k| k.as_str())
         .collect();
+    let configured: Vec<&str> = configured_kinds.iter().map(|k| k.as_str()).collect();
     let engine = Arc::new(Engine::new(&config, store, providers));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -202,7 +203,12 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     let router = routes
         .into_axum_router()
         .layer(tonic_web::GrpcWebLayer::new())
-        .route("/health", get(move || health(health_engine.clone())));
+        .route("/health", get(move || health(health_engine.clone())))
+        .merge(crate::openai_api::router(
+            engine.clone(),
+            config.clone(),
+            configured_kinds,
+        ));
 
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr)

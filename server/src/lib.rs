@@ -7,4 +7,5 @@ pub mod config;
 pub mod engine;
 pub mod gateway;
 pub mod grpc;
+pub mod openai_api;
 pub mod telemetry;
