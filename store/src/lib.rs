@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod entity;
 mod migration;
 
@@ -24,6 +25,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 pub use open_clanker_core::{MessageStatus, Role, Session, StoredMessage, Usage};
+pub use open_clanker_core::{AccessError, AccessStore, AllowedSender, NewPairing, PairingRequest};
 
 use entity::{messages, sessions};
 

@@ -9,7 +9,10 @@ pub(crate) struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateSessionsAndMessages)]
+        vec![
+            Box::new(CreateSessionsAndMessages),
+            Box::new(crate::access::CreateChannelAccess),
+        ]
     }
 }
 
