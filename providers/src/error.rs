@@ -25,8 +25,8 @@ pub enum ProviderError {
         message: String,
     },
 
-    /// The provider is rate limiting (HTTP 429 after all retries, or a `rate_limit_error` /
-    /// `overloaded_error` event in the stream).
+    /// The provider is rate limiting (HTTP 429 after all retries, or a `rate_limit_error` event
+    /// in the stream).
     #[error("{provider} is rate limiting requests{}: {message}", retry_hint(.retry_after))]
     RateLimited {
         /// Which provider answered.
@@ -38,7 +38,8 @@ pub enum ProviderError {
     },
 
     /// The provider could not be reached or answered with a server error (5xx, including
-    /// Anthropic's 529 "overloaded"), after all retries.
+    /// Anthropic's 529 "overloaded" and an `overloaded_error` event in the stream), after all
+    /// retries.
     #[error("{provider} is unavailable: {message}")]
     Unavailable {
         /// Which provider was asked.
@@ -285,12 +286,20 @@ pub(crate) fn from_stream_error(
         .and_then(|e| e.get("code"))
         .and_then(|c| c.as_str())
         .unwrap_or_default();
-    let limited = |s: &str| s.contains("rate_limit") || s.contains("overloaded");
+    let limited = |s: &str| s.contains("rate_limit");
+    // Overloaded is the provider's capacity, not the caller's rate: like an HTTP 529, it is
+    // reported as unavailable.
+    let overloaded = |s: &str| s.contains("overloaded");
     if limited(&kind) || limited(code) {
         ProviderError::RateLimited {
             provider,
             retry_after: None,
             message,
+        }
+    } else if overloaded(&kind) || overloaded(code) {
+        ProviderError::Unavailable {
+            provider,
+            message: format!("overloaded while streaming: {message}"),
         }
     } else {
         ProviderError::Stream {
@@ -438,6 +447,11 @@ mod tests {
         let overloaded: serde_json::Value = serde_json::json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}});
         assert!(matches!(
             from_stream_error(ProviderKind::Anthropic, &overloaded, &r),
+            ProviderError::Unavailable { .. }
+        ));
+        let limited: serde_json::Value = serde_json::json!({"type":"error","error":{"type":"rate_limit_error","message":"slow"}});
+        assert!(matches!(
+            from_stream_error(ProviderKind::Anthropic, &limited, &r),
             ProviderError::RateLimited { .. }
         ));
         let api: serde_json::Value =

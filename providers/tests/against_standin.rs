@@ -687,7 +687,7 @@ async fn an_error_event_ends_the_stream_with_an_error() {
             // overloaded_error
             ProviderKind::Anthropic => {
                 assert!(
-                    matches!(error, ProviderError::RateLimited { .. }),
+                    matches!(error, ProviderError::Unavailable { .. }),
                     "{error:?}"
                 );
                 assert!(error.to_string().contains("Overloaded"), "{error}");
