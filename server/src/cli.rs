@@ -79,6 +79,9 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Check the setup (config, providers and keys, data directory, database, port, exposure)
+    /// and say how to fix what is wrong; exit 0 only when all is well.
+    Doctor,
     /// List, show, reset or delete sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -214,6 +217,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Sessions(cmd) => sessions(cmd).await,
+        Command::Doctor => {
+            let checks = crate::doctor::run(cli.config.as_deref()).await;
+            if crate::doctor::report(&checks) {
+                Ok(())
+            } else {
+                Err(CliError::Message("doctor found problems (see above)".into()))
+            }
+        }
     }
 }
 
@@ -442,7 +453,10 @@ async fn sessions(cmd: SessionsCommand) -> Result<(), CliError> {
             Ok(())
         }
         SessionsCommand::Show { id, target } => {
-            let messages = Client::connect(&target.addr).await?.full_history(&id).await?;
+            let messages = Client::connect(&target.addr)
+                .await?
+                .full_history(&id)
+                .await?;
             for m in messages {
                 let role = match pb::Role::try_from(m.role) {
                     Ok(pb::Role::User) => "user",
@@ -460,12 +474,18 @@ async fn sessions(cmd: SessionsCommand) -> Result<(), CliError> {
             Ok(())
         }
         SessionsCommand::Reset { id, target } => {
-            let r = Client::connect(&target.addr).await?.reset_session(&id).await?;
+            let r = Client::connect(&target.addr)
+                .await?
+                .reset_session(&id)
+                .await?;
             println!("reset {id}: {} messages removed", r.deleted_messages);
             Ok(())
         }
         SessionsCommand::Delete { id, target } => {
-            Client::connect(&target.addr).await?.delete_session(&id).await?;
+            Client::connect(&target.addr)
+                .await?
+                .delete_session(&id)
+                .await?;
             println!("deleted {id}");
             Ok(())
         }

@@ -4,8 +4,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod gateway;
 pub mod grpc;
 pub mod openai_api;
 pub mod telemetry;
+pub mod web;

@@ -46,7 +46,14 @@ async fn chat_streams_persists_and_survives_a_restart() {
     let session = session_from(&stderr(&out));
 
     // A follow-up in the same session carries the history to the provider.
-    let out = gw.cli(&["chat", "--session", &session, "--provider", "openai", "second"]);
+    let out = gw.cli(&[
+        "chat",
+        "--session",
+        &session,
+        "--provider",
+        "openai",
+        "second",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "echo: second\n");
     let last = provider.requests().pop().expect("a recorded request");
@@ -127,7 +134,11 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     }
     let long = "x".repeat(40_000);
     let out = gw.cli(&["chat", &long]);
-    assert!(stderr(&out).contains("the limit is 32000"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the limit is 32000"),
+        "{}",
+        stderr(&out)
+    );
 
     // Provider failures: a rejected key is named, never shown; nothing is retried on 401.
     let before = provider.request_count();
@@ -136,13 +147,24 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     let err = stderr(&out);
     assert!(err.contains("ANTHROPIC_API_KEY"), "{err}");
     assert!(!err.contains(KEY), "{err}");
-    assert_eq!(provider.request_count(), before + 1, "401 must not be retried");
+    assert_eq!(
+        provider.request_count(),
+        before + 1,
+        "401 must not be retried"
+    );
 
     // A stream cut midway: the caller is told, the partial answer is stored as interrupted.
-    let out = gw.cli(&["chat", "--session", &session, "#tokens=10 #cut=3"]);
+    // (In a session of its own: the unanswered "#status=401" above stays in its session's
+    // context, merged with the next user message, as the provider would see it.)
+    let out = gw.cli(&["chat", "--key", "cut", "#tokens=10 #cut=3"]);
     assert!(!out.status.success());
-    assert!(stdout(&out).starts_with("tok0 tok1 tok2"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("tok0 tok1 tok2"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stderr(&out).contains("UNAVAILABLE"), "{}", stderr(&out));
+    let cut_session = session_from(&stderr(&out));
 
     // The gateway kept serving and nothing stored was lost.
     let out = gw.cli(&["sessions", "show", &session]);
@@ -150,6 +172,7 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     assert!(shown.contains("user: keep me"), "{shown}");
     assert!(shown.contains("assistant: echo: keep me"), "{shown}");
     assert!(shown.contains("user: #status=401"), "{shown}");
+    let shown = stdout(&gw.cli(&["sessions", "show", &cut_session]));
     assert!(shown.contains("[interrupted]: tok0 tok1 tok2"), "{shown}");
     assert!(gw.cli(&["health"]).status.success());
 }

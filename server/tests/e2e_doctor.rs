@@ -1,0 +1,100 @@
+//! `open-clanker doctor` against a healthy and a broken setup.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use open_clanker_testkit::{StandInConfig, spawn};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_passes_a_healthy_setup_and_explains_a_broken_one() {
+    let provider = spawn(StandInConfig {
+        api_key: KEY.to_string(),
+        default_delay: Duration::ZERO,
+    })
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let url = provider.anthropic_base_url();
+    let listen = format!("127.0.0.1:{}", free_port());
+
+    let out = command(home.path())
+        .arg("doctor")
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("ANTHROPIC_BASE_URL", &url)
+        .env("OPEN_CLANKER_LISTEN", &listen)
+        .env("OPEN_CLANKER_DATA_DIR", home.path().join("data"))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("provider anthropic") && text.contains("key accepted"),
+        "{text}"
+    );
+    assert!(text.contains("all good"), "{text}");
+    assert!(!text.contains(KEY));
+
+    // Wrong key, unusable data dir, port taken by something else, listening on every interface.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let file = home.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = command(home.path())
+        .arg("doctor")
+        .env("ANTHROPIC_API_KEY", "sk-wrong-key-123")
+        .env("ANTHROPIC_BASE_URL", &url)
+        .env(
+            "OPEN_CLANKER_LISTEN",
+            taken.local_addr().unwrap().to_string(),
+        )
+        .env("OPEN_CLANKER_DATA_DIR", file.join("data"))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    for needle in [
+        "FAIL provider anthropic",
+        "ANTHROPIC_API_KEY",
+        "FAIL data directory",
+        "OPEN_CLANKER_DATA_DIR",
+        "FAIL listen address",
+        "problem(s) found",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("sk-wrong-key-123"), "{text}");
+
+    let out = command(home.path())
+        .arg("doctor")
+        .env("OPEN_CLANKER_LISTEN", format!("0.0.0.0:{}", free_port()))
+        .env("OPEN_CLANKER_DATA_DIR", home.path().join("data"))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(!out.status.success());
+    assert!(text.contains("no provider is configured"), "{text}");
+    assert!(text.contains("FAIL exposure"), "{text}");
+
+    // A malformed config file is reported with its key, and nothing else is attempted.
+    let bad = home.path().join("bad.toml");
+    std::fs::write(&bad, "[chat]\nmax_message_chars = \"lots\"\n").unwrap();
+    let out = command(home.path())
+        .args(["doctor", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("chat.max_message_chars"),
+        "{}",
+        stdout(&out)
+    );
+}
