@@ -1,0 +1,637 @@
+//! One incoming chat message, start to finish, the same for every platform: access control
+//! (pairing codes for strangers), commands, and the turn through [`ChatBackend`] with its answer
+//! relayed into the chat.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use open_clanker_core::{
+    AccessError, AccessStore, ChatBackend, NewPairing, SessionRef, TurnRequest,
+};
+
+use crate::access::{AccessPolicy, Resolved, Who};
+use crate::backoff::retry;
+use crate::commands::{self, Command, Parsed};
+use crate::pairing;
+use crate::relay::{self, RelayConfig, RelayOutcome, ReplySink, SendError};
+use crate::session::session_key;
+use crate::status::StatusHandle;
+
+/// What a channel needs from the gateway.
+#[derive(Clone)]
+pub struct ChannelContext {
+    /// Runs turns (the gateway's chat engine).
+    pub backend: Arc<dyn ChatBackend>,
+    /// The stored allowlist and pairing codes.
+    pub access: Arc<dyn AccessStore>,
+}
+
+/// An incoming chat message, as a platform module hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// The chat (Telegram chat id; Discord channel id).
+    pub chat_id: String,
+    /// The author's user id.
+    pub sender_id: String,
+    /// A readable name for the owner's listings (`@name (Full Name)`).
+    pub sender_label: String,
+    /// A group or guild channel rather than a direct message.
+    pub is_group: bool,
+    /// Mentions the bot, replies to it, or is a command for it (always true in DMs).
+    pub addressed: bool,
+    /// The text, with the bot's mention removed.
+    pub text: String,
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Dropped without a reply.
+    Ignored(&'static str),
+    /// A stranger was sent a pairing code.
+    PairingSent { code: String },
+    /// A stranger was told to come back later (too many pending codes).
+    PairingRefused,
+    /// A command was answered.
+    Command(Command),
+    /// A turn ran and its answer was relayed.
+    Answered(RelayOutcome),
+    /// Something failed; the message says what.
+    Failed(String),
+}
+
+/// Per-key async locks: one turn at a time per session, so answers never interleave.
+#[derive(Default)]
+pub struct KeyedLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    /// Waits for `key`'s lock.
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+            if map.len() > 1024 {
+                // Forget the locks nobody holds or waits for.
+                map.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            map.entry(key.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// Handles the messages of one channel.
+pub struct Pipeline {
+    channel: String,
+    ctx: ChannelContext,
+    policy: AccessPolicy,
+    relay: RelayConfig,
+    locks: KeyedLocks,
+    status: Option<StatusHandle>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Pipeline {
+    pub fn new(
+        channel: &str,
+        ctx: ChannelContext,
+        policy: AccessPolicy,
+        relay: RelayConfig,
+        status: Option<StatusHandle>,
+    ) -> Self {
+        Self {
+            channel: channel.to_owned(),
+            ctx,
+            policy,
+            relay,
+            locks: KeyedLocks::default(),
+            status,
+        }
+    }
+
+    /// The channel's name.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The access rules.
+    pub fn policy(&self) -> &AccessPolicy {
+        &self.policy
+    }
+
+    /// Sends a short reply, waiting out rate limits.
+    async fn say<S: ReplySink>(&self, sink: &S, text: &str) -> Result<(), SendError> {
+        for part in crate::split::split_markdown(text, sink.max_len()) {
+            retry(self.relay.retry, || sink.send(&part)).await?;
+        }
+        Ok(())
+    }
+
+    fn send_failed(&self, e: &SendError) -> Outcome {
+        let message = format!("could not reply: {e}");
+        if let Some(status) = &self.status {
+            status.error(&message);
+        }
+        tracing::warn!(channel = %self.channel, error = %e, "could not reply");
+        Outcome::Failed(message)
+    }
+
+    /// Handles one message; `bot_name` is the bot's user name (for `/command@bot_name`).
+    pub async fn handle<S: ReplySink>(
+        &self,
+        msg: Inbound,
+        bot_name: Option<&str>,
+        sink: &S,
+    ) -> Outcome {
+        let text = msg.text.trim();
+        if text.is_empty() {
+            return Outcome::Ignored("no text");
+        }
+        let parsed = commands::parse(text, bot_name);
+        if parsed == Parsed::OtherBot {
+            return Outcome::Ignored("a command for another bot");
+        }
+        let who = Who {
+            chat_id: &msg.chat_id,
+            sender_id: &msg.sender_id,
+            is_group: msg.is_group,
+            addressed: msg.addressed,
+        };
+        let decision = self.policy.decide(who);
+        let stored = match decision {
+            crate::access::Decision::LookUp { .. } => {
+                match self
+                    .ctx
+                    .access
+                    .is_allowed(&self.channel, &msg.sender_id)
+                    .await
+                {
+                    Ok(allowed) => allowed,
+                    Err(e) => {
+                        tracing::error!(channel = %self.channel, error = %e, "cannot read the allowlist");
+                        return Outcome::Failed(format!("cannot read the allowlist: {e}"));
+                    }
+                }
+            }
+            _ => false,
+        };
+        match AccessPolicy::resolve(decision, stored) {
+            Resolved::Allow => {}
+            Resolved::Ignore(reason) => {
+                tracing::debug!(
+                    channel = %self.channel,
+                    chat = %msg.chat_id,
+                    sender = %msg.sender_id,
+                    reason = reason.as_str(),
+                    "message ignored"
+                );
+                return Outcome::Ignored(reason.as_str());
+            }
+            Resolved::Pair => return self.pair(&msg, sink).await,
+        }
+
+        let key = session_key(&self.channel, &msg.chat_id, &msg.sender_id, msg.is_group);
+        let _turn = self.locks.lock(&key).await;
+        match parsed {
+            Parsed::Command(command) => self.command(command, &key, sink).await,
+            _ => self.turn(&key, text, sink).await,
+        }
+    }
+
+    /// Gives a stranger a pairing code (the pending one if they have it).
+    async fn pair<S: ReplySink>(&self, msg: &Inbound, sink: &S) -> Outcome {
+        let access = &self.ctx.access;
+        let mut result = access
+            .pending_pairing(&self.channel, &msg.sender_id)
+            .await
+            .map(|p| p.ok_or(AccessError::NotFound(String::new())));
+        if matches!(result, Ok(Err(_))) {
+            // No pending code: make one (a fresh code if it collides with a pending one).
+            result = Ok(Err(AccessError::NotFound(String::new())));
+            for _ in 0..5 {
+                let created = access
+                    .create_pairing(
+                        NewPairing {
+                            channel: self.channel.clone(),
+                            sender: msg.sender_id.clone(),
+                            label: msg.sender_label.clone(),
+                            code: pairing::generate_code(),
+                            expires_at_ms: now_ms()
+                                + i64::try_from(pairing::CODE_TTL.as_millis()).unwrap_or(0),
+                        },
+                        pairing::MAX_PENDING_PER_CHANNEL,
+                    )
+                    .await;
+                match created {
+                    Err(AccessError::Conflict(_)) => continue,
+                    other => {
+                        result = Ok(other);
+                        break;
+                    }
+                }
+            }
+        }
+        match result {
+            Ok(Ok(p)) => {
+                tracing::info!(
+                    channel = %self.channel,
+                    sender = %msg.sender_id,
+                    label = %msg.sender_label,
+                    "pairing code sent to an unknown sender; approve with `open-clanker pairing list` / `pairing approve`"
+                );
+                match self
+                    .say(sink, &pairing::pairing_message(&self.channel, &p.code))
+                    .await
+                {
+                    Ok(()) => Outcome::PairingSent { code: p.code },
+                    Err(e) => self.send_failed(&e),
+                }
+            }
+            Ok(Err(AccessError::TooManyPending(m))) => {
+                tracing::warn!(channel = %self.channel, sender = %msg.sender_id, "{m}");
+                match self.say(sink, pairing::TOO_MANY_PENDING).await {
+                    Ok(()) => Outcome::PairingRefused,
+                    Err(e) => self.send_failed(&e),
+                }
+            }
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!(channel = %self.channel, error = %e, "cannot record a pairing code");
+                Outcome::Failed(format!("cannot record a pairing code: {e}"))
+            }
+        }
+    }
+
+    async fn command<S: ReplySink>(&self, command: Command, key: &str, sink: &S) -> Outcome {
+        let backend = &self.ctx.backend;
+        let reply = match command {
+            Command::Start | Command::Help => commands::help_text(),
+            Command::New | Command::Reset => match backend.session_by_key(key).await {
+                Ok(Some(session)) => match backend.reset_session(&session.id).await {
+                    Ok(()) => "Fresh start: I have forgotten this conversation.".to_owned(),
+                    Err(e) => relay::failure_note(&e),
+                },
+                Ok(None) => "Fresh start: there was nothing to forget.".to_owned(),
+                Err(e) => relay::failure_note(&e),
+            },
+            Command::Status => {
+                let bot = self
+                    .status
+                    .as_ref()
+                    .map(|s| s.get().bot_name)
+                    .unwrap_or_default();
+                match backend.session_by_key(key).await {
+                    Ok(Some(s)) => format!(
+                        "Session `{key}` ({}): {} messages.\nChannel {} as {bot}.",
+                        s.id, s.message_count, self.channel
+                    ),
+                    Ok(None) => format!(
+                        "Session `{key}`: no messages yet.\nChannel {} as {bot}.",
+                        self.channel
+                    ),
+                    Err(e) => relay::failure_note(&e),
+                }
+            }
+        };
+        match self.say(sink, &reply).await {
+            Ok(()) => Outcome::Command(command),
+            Err(e) => self.send_failed(&e),
+        }
+    }
+
+    async fn turn<S: ReplySink>(&self, key: &str, text: &str, sink: &S) -> Outcome {
+        let started = self
+            .ctx
+            .backend
+            .start_turn(TurnRequest {
+                session: SessionRef::Key(key.to_owned()),
+                text: text.to_owned(),
+                provider: None,
+                model: None,
+            })
+            .await;
+        let events = match started {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(channel = %self.channel, session = key, error = %e, "turn refused");
+                return match self.say(sink, &relay::failure_note(&e)).await {
+                    Ok(()) => Outcome::Failed(e.to_string()),
+                    Err(send) => self.send_failed(&send),
+                };
+            }
+        };
+        let outcome = relay::relay(sink, events, self.relay).await;
+        if let Some(e) = &outcome.send_error {
+            return self.send_failed(e);
+        }
+        tracing::debug!(
+            channel = %self.channel,
+            session = key,
+            messages = outcome.messages,
+            edits = outcome.edits,
+            "answer relayed"
+        );
+        Outcome::Answered(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use open_clanker_core::{
+        AllowedSender, PairingRequest, Session, TurnError, TurnEvent, TurnStream,
+    };
+
+    use crate::access::IgnoreReason;
+    use crate::relay::tests::{FakeSink, stored};
+
+    /// A backend that echoes and counts turns, with sessions by key.
+    #[derive(Default)]
+    struct EchoBackend {
+        turns: AtomicUsize,
+        sessions: Mutex<HashMap<String, (String, u64)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ChatBackend for EchoBackend {
+        async fn start_turn(&self, request: TurnRequest) -> Result<TurnStream, TurnError> {
+            self.turns.fetch_add(1, Ordering::SeqCst);
+            let SessionRef::Key(key) = request.session else {
+                return Err(TurnError::InvalidArgument("expected a key".into()));
+            };
+            let mut sessions = self.sessions.lock().unwrap();
+            let entry = sessions
+                .entry(key.clone())
+                .or_insert((format!("id-{key}"), 0));
+            entry.1 += 2;
+            let answer = format!("echo: {}", request.text);
+            Ok(Box::pin(futures::stream::iter(vec![
+                TurnEvent::Delta(answer.clone()),
+                TurnEvent::Completed(stored(&answer)),
+            ])))
+        }
+        async fn session_by_key(&self, key: &str) -> Result<Option<Session>, TurnError> {
+            Ok(self
+                .sessions
+                .lock()
+                .unwrap()
+                .get(key)
+                .map(|(id, n)| Session {
+                    id: id.clone(),
+                    key: Some(key.to_owned()),
+                    title: String::new(),
+                    created_at_ms: 0,
+                    updated_at_ms: 0,
+                    message_count: *n,
+                }))
+        }
+        async fn reset_session(&self, session_id: &str) -> Result<(), TurnError> {
+            for (id, n) in self.sessions.lock().unwrap().values_mut() {
+                if id == session_id {
+                    *n = 0;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// An in-memory access store.
+    #[derive(Default)]
+    struct MemAccess {
+        allowed: Mutex<Vec<(String, String)>>,
+        pairings: Mutex<Vec<PairingRequest>>,
+    }
+
+    #[async_trait::async_trait]
+    impl AccessStore for MemAccess {
+        async fn is_allowed(&self, channel: &str, sender: &str) -> Result<bool, AccessError> {
+            Ok(self
+                .allowed
+                .lock()
+                .unwrap()
+                .contains(&(channel.to_owned(), sender.to_owned())))
+        }
+        async fn allow(
+            &self,
+            channel: &str,
+            sender: &str,
+            label: &str,
+        ) -> Result<AllowedSender, AccessError> {
+            self.allowed
+                .lock()
+                .unwrap()
+                .push((channel.to_owned(), sender.to_owned()));
+            Ok(AllowedSender {
+                channel: channel.into(),
+                sender: sender.into(),
+                label: label.into(),
+                created_at_ms: 0,
+            })
+        }
+        async fn revoke(&self, _: &str, _: &str) -> Result<bool, AccessError> {
+            Ok(false)
+        }
+        async fn list_allowed(&self, _: Option<&str>) -> Result<Vec<AllowedSender>, AccessError> {
+            Ok(vec![])
+        }
+        async fn create_pairing(
+            &self,
+            p: NewPairing,
+            max: u32,
+        ) -> Result<PairingRequest, AccessError> {
+            let mut all = self.pairings.lock().unwrap();
+            if all.len() >= max as usize {
+                return Err(AccessError::TooManyPending("full".into()));
+            }
+            let req = PairingRequest {
+                channel: p.channel,
+                sender: p.sender,
+                label: p.label,
+                code: p.code,
+                created_at_ms: 0,
+                expires_at_ms: p.expires_at_ms,
+            };
+            all.push(req.clone());
+            Ok(req)
+        }
+        async fn pending_pairing(
+            &self,
+            channel: &str,
+            sender: &str,
+        ) -> Result<Option<PairingRequest>, AccessError> {
+            Ok(self
+                .pairings
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|p| p.channel == channel && p.sender == sender)
+                .cloned())
+        }
+        async fn list_pairings(&self, _: Option<&str>) -> Result<Vec<PairingRequest>, AccessError> {
+            Ok(self.pairings.lock().unwrap().clone())
+        }
+        async fn approve_pairing(
+            &self,
+            channel: &str,
+            code: &str,
+        ) -> Result<AllowedSender, AccessError> {
+            let p = {
+                let mut all = self.pairings.lock().unwrap();
+                let i = all
+                    .iter()
+                    .position(|p| p.code == code)
+                    .ok_or_else(|| AccessError::NotFound("no".into()))?;
+                all.remove(i)
+            };
+            self.allow(channel, &p.sender, &p.label).await
+        }
+    }
+
+    fn setup(policy: AccessPolicy) -> (Pipeline, Arc<EchoBackend>, Arc<MemAccess>) {
+        let backend = Arc::new(EchoBackend::default());
+        let access = Arc::new(MemAccess::default());
+        let ctx = ChannelContext {
+            backend: backend.clone(),
+            access: access.clone(),
+        };
+        (
+            Pipeline::new("telegram", ctx, policy, RelayConfig::default(), None),
+            backend,
+            access,
+        )
+    }
+
+    fn dm(sender: &str, text: &str) -> Inbound {
+        Inbound {
+            chat_id: sender.into(),
+            sender_id: sender.into(),
+            sender_label: format!("@u{sender}"),
+            is_group: false,
+            addressed: true,
+            text: text.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn strangers_get_one_code_and_never_reach_the_model() {
+        let (p, backend, access) = setup(AccessPolicy::default());
+        let sink = FakeSink::new(4096);
+        let Outcome::PairingSent { code } = p.handle(dm("5", "hello"), None, &sink).await else {
+            panic!("{:?}", sink.calls());
+        };
+        assert!(pairing::is_code(&code));
+        assert!(sink.texts()[0].contains(&code));
+        // Asking again gives the same code.
+        let again = p.handle(dm("5", "/start"), None, &sink).await;
+        assert_eq!(again, Outcome::PairingSent { code: code.clone() });
+        assert_eq!(backend.turns.load(Ordering::SeqCst), 0);
+
+        // Approved: answered.
+        access.approve_pairing("telegram", &code).await.unwrap();
+        let Outcome::Answered(out) = p.handle(dm("5", "hi"), None, &sink).await else {
+            panic!()
+        };
+        assert_eq!(out.text, "echo: hi");
+        assert_eq!(backend.turns.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pending_cap_refuses_politely() {
+        let (p, _, _) = setup(AccessPolicy::default());
+        let sink = FakeSink::new(4096);
+        for s in ["1", "2", "3"] {
+            assert!(matches!(
+                p.handle(dm(s, "hi"), None, &sink).await,
+                Outcome::PairingSent { .. }
+            ));
+        }
+        assert_eq!(
+            p.handle(dm("4", "hi"), None, &sink).await,
+            Outcome::PairingRefused
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commands_reset_and_report_per_sender_sessions_in_groups() {
+        let policy = AccessPolicy {
+            group_allow_from: vec!["-100".into()],
+            ..Default::default()
+        };
+        let (p, backend, _) = setup(policy);
+        let sink = FakeSink::new(4096);
+        let msg = |sender: &str, text: &str, addressed: bool| Inbound {
+            chat_id: "-100".into(),
+            sender_id: sender.into(),
+            sender_label: String::new(),
+            is_group: true,
+            addressed,
+            text: text.into(),
+        };
+        assert!(matches!(
+            p.handle(msg("1", "hi", true), None, &sink).await,
+            Outcome::Answered(_)
+        ));
+        assert!(matches!(
+            p.handle(msg("2", "yo", true), None, &sink).await,
+            Outcome::Answered(_)
+        ));
+        assert_eq!(
+            p.handle(msg("2", "not for you", false), None, &sink).await,
+            Outcome::Ignored(IgnoreReason::NotAddressed.as_str())
+        );
+        {
+            let sessions = backend.sessions.lock().unwrap();
+            assert!(sessions.contains_key("telegram:-100:1"));
+            assert!(sessions.contains_key("telegram:-100:2"));
+        }
+        assert_eq!(
+            p.handle(msg("1", "/reset@bot", true), Some("bot"), &sink)
+                .await,
+            Outcome::Command(Command::Reset)
+        );
+        assert_eq!(backend.sessions.lock().unwrap()["telegram:-100:1"].1, 0);
+        assert_eq!(
+            backend.sessions.lock().unwrap()["telegram:-100:2"].1,
+            2,
+            "others keep theirs"
+        );
+        assert_eq!(
+            p.handle(msg("1", "/status@other", true), Some("bot"), &sink)
+                .await,
+            Outcome::Ignored("a command for another bot")
+        );
+        assert_eq!(
+            p.handle(msg("2", "/status", true), Some("bot"), &sink)
+                .await,
+            Outcome::Command(Command::Status)
+        );
+        assert!(sink.texts().last().unwrap().contains("telegram:-100:2"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_and_static_allowlists_skip_pairing() {
+        let (p, backend, _) = setup(AccessPolicy {
+            allow_from: vec!["9".into()],
+            ..Default::default()
+        });
+        let sink = FakeSink::new(4096);
+        assert!(matches!(
+            p.handle(dm("9", "hi"), None, &sink).await,
+            Outcome::Answered(_)
+        ));
+        assert_eq!(backend.turns.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            p.handle(dm("9", "   "), None, &sink).await,
+            Outcome::Ignored("no text")
+        );
+    }
+}

@@ -1,0 +1,503 @@
+//! Telegram over the Bot API (teloxide): long polling by default, or a webhook served on the
+//! gateway's own port.
+//!
+//! [`start`] spawns the channel: `getMe` (a rejected token stops the channel with one clear error;
+//! network errors are retried with backoff), then `deleteWebhook` + `getUpdates` long polling (or
+//! `setWebhook` with a secret token), `setMyCommands`, and one task per incoming message through the
+//! common [`Pipeline`]. Point it at any Bot API server with [`TelegramSettings::api_url`] (tests use
+//! a stand-in on 127.0.0.1).
+
+mod sink;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use teloxide::payloads::{GetUpdatesSetters, SetWebhookSetters};
+use teloxide::prelude::Requester;
+use teloxide::types::{AllowedUpdate, BotCommand, Me, Message, Update, UpdateKind};
+use teloxide::{ApiError, Bot, RequestError};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+pub use sink::TelegramSink;
+pub use webhook::{SECRET_HEADER, webhook_router};
+
+use crate::access::AccessPolicy;
+use crate::backoff::Backoff;
+use crate::commands::Command;
+use crate::pipeline::{ChannelContext, Inbound, Pipeline};
+use crate::relay::RelayConfig;
+use crate::status::{StatusBoard, StatusHandle};
+
+/// The channel's name (session keys `telegram:<chat id>`, the allowlist, the CLI).
+pub const NAME: &str = "telegram";
+/// The official Bot API endpoint.
+pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
+/// Messages handled at once (each may be a running turn).
+const MAX_CONCURRENT: usize = 16;
+/// How long shutdown waits for messages being handled.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// How updates arrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// `getUpdates` long polling, `timeout` seconds per request.
+    Polling { timeout: Duration },
+    /// Telegram posts updates to `url` (public, https) with `secret` in [`SECRET_HEADER`]; the
+    /// gateway serves the URL's path ([`Started::webhook`]).
+    Webhook { url: String, secret: String },
+}
+
+/// Everything the Telegram channel needs.
+#[derive(Clone)]
+pub struct TelegramSettings {
+    pub token: String,
+    /// The Bot API server, e.g. [`DEFAULT_API_URL`].
+    pub api_url: String,
+    pub access: AccessPolicy,
+    pub mode: Mode,
+    pub relay: RelayConfig,
+}
+
+impl std::fmt::Debug for TelegramSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramSettings")
+            .field("token", &"<redacted>")
+            .field("api_url", &self.api_url)
+            .field("access", &self.access)
+            .field(
+                "mode",
+                &match &self.mode {
+                    Mode::Polling { timeout } => format!("polling ({timeout:?})"),
+                    Mode::Webhook { url, .. } => format!("webhook ({url})"),
+                },
+            )
+            .finish()
+    }
+}
+
+/// A started channel.
+pub struct Started {
+    /// Ends after the cancellation token fires (or when the token is rejected).
+    pub task: tokio::task::JoinHandle<()>,
+    /// In webhook mode, the route to serve on the gateway's port.
+    pub webhook: Option<axum::Router>,
+}
+
+/// Why the channel could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid Telegram api_url {0:?}: {1}")]
+    ApiUrl(String, String),
+    #[error("invalid Telegram webhook_url {0:?}: {1}")]
+    WebhookUrl(String, String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Starts the Telegram channel; it registers itself on `board` as [`NAME`].
+pub fn start(
+    settings: TelegramSettings,
+    ctx: ChannelContext,
+    board: &StatusBoard,
+    cancel: CancellationToken,
+) -> Result<Started, StartError> {
+    let status = board.register(NAME, true);
+    let api_url = reqwest::Url::parse(&settings.api_url)
+        .map_err(|e| StartError::ApiUrl(settings.api_url.clone(), e.to_string()))?;
+    let poll = match settings.mode {
+        Mode::Polling { timeout } => timeout,
+        Mode::Webhook { .. } => Duration::ZERO,
+    };
+    // Long polls must end before the client gives up on them.
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(poll + Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| StartError::Client(e.to_string()))?;
+    let bot = Bot::with_client(settings.token.clone(), client).set_api_url(api_url);
+
+    let (webhook, updates) = match &settings.mode {
+        Mode::Webhook { url, secret } => {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| StartError::WebhookUrl(url.clone(), e.to_string()))?;
+            let (tx, rx) = mpsc::channel(256);
+            (Some(webhook_router(parsed.path(), secret, tx)), Some(rx))
+        }
+        Mode::Polling { .. } => (None, None),
+    };
+    let pipeline = Arc::new(Pipeline::new(
+        NAME,
+        ctx,
+        settings.access.clone(),
+        settings.relay,
+        Some(status.clone()),
+    ));
+    let channel = Channel {
+        bot,
+        settings,
+        pipeline,
+        status,
+        tasks: TaskTracker::new(),
+        permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+    };
+    let task = tokio::spawn(channel.run(updates, cancel));
+    Ok(Started { task, webhook })
+}
+
+struct Channel {
+    bot: Bot,
+    settings: TelegramSettings,
+    pipeline: Arc<Pipeline>,
+    status: StatusHandle,
+    tasks: TaskTracker,
+    permits: Arc<Semaphore>,
+}
+
+/// How a Bot API failure is handled.
+enum Failure {
+    /// The token is wrong: stop the channel.
+    Fatal(String),
+    /// Wait this long, then try again.
+    Wait(Duration, String),
+    /// Back off, then try again.
+    Retry(String),
+}
+
+impl Channel {
+    fn redact(&self, text: &str) -> String {
+        sink::redact(text, &self.settings.token)
+    }
+
+    fn classify(&self, e: &RequestError) -> Failure {
+        match e {
+            RequestError::Api(ApiError::InvalidToken) => Failure::Fatal(
+                "Telegram rejected the bot token (401 Unauthorized): check TELEGRAM_BOT_TOKEN \
+                 (channels.telegram.bot_token)"
+                    .to_owned(),
+            ),
+            RequestError::RetryAfter(wait) => Failure::Wait(
+                wait.duration(),
+                format!("rate limited for {}s", wait.seconds()),
+            ),
+            RequestError::Api(ApiError::TerminatedByOtherGetUpdates) => Failure::Retry(
+                "another program is polling this bot (409 Conflict): run one gateway per bot token"
+                    .to_owned(),
+            ),
+            other => Failure::Retry(self.redact(&other.to_string())),
+        }
+    }
+
+    /// Sleeps, or returns false when cancelled first.
+    async fn pause(cancel: &CancellationToken, wait: Duration) -> bool {
+        tokio::select! {
+            _ = cancel.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+        }
+    }
+
+    /// Repeats `call` until it succeeds (true), the token is rejected or shutdown (false).
+    async fn until_ok<T, F, Fut>(
+        &self,
+        what: &str,
+        cancel: &CancellationToken,
+        backoff: &mut Backoff,
+        mut call: F,
+    ) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::IntoFuture<Output = Result<T, RequestError>>,
+    {
+        loop {
+            let result = tokio::select! {
+                _ = cancel.cancelled() => return None,
+                r = call().into_future() => r,
+            };
+            match result {
+                Ok(v) => {
+                    backoff.reset();
+                    return Some(v);
+                }
+                Err(e) => match self.classify(&e) {
+                    Failure::Fatal(message) => {
+                        error!(
+                            channel = NAME,
+                            "{message}; the Telegram channel is stopped, the rest of the gateway keeps running"
+                        );
+                        self.status.disconnected(&message);
+                        return None;
+                    }
+                    Failure::Wait(wait, message) => {
+                        info!(channel = NAME, call = what, "{message}");
+                        if !Self::pause(cancel, wait).await {
+                            return None;
+                        }
+                    }
+                    Failure::Retry(message) => {
+                        let wait = backoff.next_delay();
+                        warn!(
+                            channel = NAME,
+                            call = what,
+                            error = %message,
+                            retry_in_ms = wait.as_millis() as u64,
+                            "Telegram call failed; retrying"
+                        );
+                        self.status.disconnected(&format!("{what}: {message}"));
+                        if !Self::pause(cancel, wait).await {
+                            return None;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    async fn run(
+        self,
+        mut webhook_updates: Option<mpsc::Receiver<Update>>,
+        cancel: CancellationToken,
+    ) {
+        let mut backoff = Backoff::default();
+        let Some(me) = self
+            .until_ok("getMe", &cancel, &mut backoff, || self.bot.get_me())
+            .await
+        else {
+            self.status.stopped();
+            return;
+        };
+        let me = Arc::new(me);
+        let bot_name = format!("@{}", me.username());
+        self.status.connected(&bot_name);
+        info!(channel = NAME, bot = %bot_name, api = %self.settings.api_url, "Telegram bot connected");
+
+        let commands: Vec<BotCommand> = Command::MENU
+            .iter()
+            .map(|(name, what)| BotCommand::new(*name, *what))
+            .collect();
+        if let Err(e) = self.bot.set_my_commands(commands).await {
+            debug!(channel = NAME, error = %self.redact(&e.to_string()), "setMyCommands failed");
+        }
+
+        match self.settings.mode.clone() {
+            Mode::Polling { timeout } => {
+                let ok = self
+                    .until_ok("deleteWebhook", &cancel, &mut backoff, || {
+                        self.bot.delete_webhook()
+                    })
+                    .await;
+                if ok.is_some() {
+                    self.poll(&me, timeout, &cancel, &mut backoff).await;
+                }
+            }
+            Mode::Webhook { url, secret } => {
+                let Ok(parsed) = reqwest::Url::parse(&url) else {
+                    return;
+                };
+                let ok = self
+                    .until_ok("setWebhook", &cancel, &mut backoff, || {
+                        self.bot
+                            .set_webhook(parsed.clone())
+                            .secret_token(secret.clone())
+                            .allowed_updates(vec![AllowedUpdate::Message])
+                    })
+                    .await;
+                if let (Some(_), Some(rx)) = (ok, webhook_updates.as_mut()) {
+                    info!(channel = NAME, url = %url, "receiving Telegram updates by webhook");
+                    loop {
+                        let update = tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            u = rx.recv() => u,
+                        };
+                        match update {
+                            Some(update) => self.dispatch(update, &me).await,
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        self.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_WAIT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                channel = NAME,
+                "messages still being handled at shutdown were abandoned"
+            );
+        }
+        self.status.stopped();
+        info!(channel = NAME, "Telegram channel stopped");
+    }
+
+    async fn poll(
+        &self,
+        me: &Arc<Me>,
+        timeout: Duration,
+        cancel: &CancellationToken,
+        backoff: &mut Backoff,
+    ) {
+        let mut offset: i32 = 0;
+        let secs = u32::try_from(timeout.as_secs()).unwrap_or(50);
+        loop {
+            let updates = self
+                .until_ok("getUpdates", cancel, backoff, || {
+                    self.bot
+                        .get_updates()
+                        .offset(offset)
+                        .timeout(secs)
+                        .allowed_updates(vec![AllowedUpdate::Message])
+                })
+                .await;
+            let Some(updates) = updates else { return };
+            if !self.status.get().connected {
+                self.status.reconnected();
+            }
+            for update in updates {
+                offset = offset.max(
+                    i32::try_from(update.id.0)
+                        .unwrap_or(i32::MAX)
+                        .saturating_add(1),
+                );
+                self.dispatch(update, me).await;
+            }
+        }
+    }
+
+    /// Hands a message to the pipeline on its own task (bounded in number).
+    async fn dispatch(&self, update: Update, me: &Arc<Me>) {
+        let UpdateKind::Message(message) = update.kind else {
+            return;
+        };
+        let Some((inbound, sink)) = self.inbound(&message, me) else {
+            return;
+        };
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return;
+        };
+        let pipeline = self.pipeline.clone();
+        let username = me.username().to_owned();
+        self.tasks.spawn(async move {
+            let _permit = permit;
+            let outcome = pipeline.handle(inbound, Some(&username), &sink).await;
+            debug!(channel = NAME, ?outcome, "message handled");
+        });
+    }
+
+    /// The pipeline's view of a Telegram message, and where to answer it.
+    fn inbound(&self, message: &Message, me: &Me) -> Option<(Inbound, TelegramSink)> {
+        if message.chat.is_channel() {
+            return None;
+        }
+        let from = message.from.as_ref()?;
+        if from.is_bot {
+            return None;
+        }
+        let text = message.text()?;
+        let is_group = !message.chat.is_private();
+        let handle = format!("@{}", me.username());
+        let mentioned = contains_ignore_case(text, &handle);
+        let replied_to_me = message
+            .reply_to_message()
+            .and_then(|m| m.from.as_ref())
+            .is_some_and(|u| u.id == me.user.id);
+        let text = if mentioned {
+            remove_ignore_case(text, &handle)
+        } else {
+            text.to_owned()
+        };
+        let label = match &from.username {
+            Some(u) => format!("@{u} ({})", from.full_name()),
+            None => from.full_name(),
+        };
+        let inbound = Inbound {
+            chat_id: message.chat.id.0.to_string(),
+            sender_id: from.id.0.to_string(),
+            sender_label: label,
+            is_group,
+            addressed: !is_group || mentioned || replied_to_me,
+            text,
+        };
+        let sink = TelegramSink {
+            bot: self.bot.clone(),
+            chat: message.chat.id,
+            reply_to: is_group.then_some(message.id),
+            thread: message.thread_id.filter(|_| message.is_topic_message),
+            token: self.settings.token.clone(),
+        };
+        Some((inbound, sink))
+    }
+}
+
+fn contains_ignore_case(text: &str, needle: &str) -> bool {
+    text.to_lowercase().contains(&needle.to_lowercase())
+}
+
+/// `text` without any `needle` (ASCII case-insensitive: Telegram user names are ASCII).
+fn remove_ignore_case(text: &str, needle: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        if rest.len() >= needle.len()
+            && rest.is_char_boundary(needle.len())
+            && rest[..needle.len()].eq_ignore_ascii_case(needle)
+        {
+            rest = &rest[needle.len()..];
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_found_and_removed() {
+        assert!(contains_ignore_case("hey @Clanker_Bot!", "@clanker_bot"));
+        assert_eq!(
+            remove_ignore_case("@CLANKER_bot what is 2+2?", "@clanker_bot"),
+            "what is 2+2?"
+        );
+        assert_eq!(
+            remove_ignore_case("/new@clanker_bot", "@clanker_bot"),
+            "/new"
+        );
+        assert_eq!(remove_ignore_case("héllo @b", "@b"), "héllo");
+    }
+
+    #[test]
+    fn settings_debug_hides_the_token() {
+        let s = TelegramSettings {
+            token: "123:secret".into(),
+            api_url: DEFAULT_API_URL.into(),
+            access: AccessPolicy::default(),
+            mode: Mode::Webhook {
+                url: "https://x/y".into(),
+                secret: "s3cr3t".into(),
+            },
+            relay: RelayConfig::default(),
+        };
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn errors_never_show_the_token() {
+        assert_eq!(
+            sink::redact("GET /bot123:abc/getMe failed", "123:abc"),
+            "GET /bot<token>/getMe failed"
+        );
+    }
+}
