@@ -61,6 +61,7 @@
 mod anthropic;
 mod openai;
 pub mod script;
+pub mod telegram;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
