@@ -14,6 +14,9 @@ pub use open_clanker_proto::v1 as pb;
 use pb::chat_service_client::ChatServiceClient;
 use pb::gateway_service_client::GatewayServiceClient;
 use pb::session_service_client::SessionServiceClient;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// The default gateway address.
@@ -26,6 +29,8 @@ pub enum ClientError {
     InvalidAddress { addr: String, message: String },
     #[error("cannot reach the gateway at {addr}: {message} (is `open-clanker gateway` running?)")]
     Connect { addr: String, message: String },
+    #[error("the API token is not valid as a header value (it must be printable ASCII)")]
+    InvalidToken,
     #[error("{}: {}", code_text(.0.code()), .0.message())]
     Status(#[from] tonic::Status),
 }
@@ -44,10 +49,32 @@ impl ClientError {
     }
 }
 
+/// Adds `authorization: Bearer <token>` to every call when a token is set.
+#[derive(Clone, Default)]
+pub struct Auth {
+    header: Option<AsciiMetadataValue>,
+}
+
+impl Interceptor for Auth {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(h) = &self.header {
+            request.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The transport every stub uses: the channel plus the token.
+pub type Transport = InterceptedService<Channel, Auth>;
+
 /// A connection to one gateway; cheap to clone.
 #[derive(Clone)]
 pub struct Client {
     channel: Channel,
+    auth: Auth,
 }
 
 impl Client {
@@ -66,26 +93,41 @@ impl Client {
             })?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ClientError::Connect {
-                addr: url,
-                message: source_chain(&e),
-            })?;
-        Ok(Self { channel })
+        let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
+            addr: url,
+            message: source_chain(&e),
+        })?;
+        Ok(Self {
+            channel,
+            auth: Auth::default(),
+        })
     }
 
-    pub fn chat_client(&self) -> ChatServiceClient<Channel> {
-        ChatServiceClient::new(self.channel.clone())
+    /// Connects and sends `token` (when given) as `authorization: Bearer <token>` on every call.
+    pub async fn connect_with_token(addr: &str, token: Option<&str>) -> Result<Self, ClientError> {
+        let mut client = Self::connect(addr).await?;
+        if let Some(t) = token.map(str::trim).filter(|t| !t.is_empty()) {
+            let value: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {t}"))
+                .map_err(|_| ClientError::InvalidToken)?;
+            client.auth.header = Some(value);
+        }
+        Ok(client)
     }
 
-    pub fn session_client(&self) -> SessionServiceClient<Channel> {
-        SessionServiceClient::new(self.channel.clone())
+    fn transport(&self) -> Transport {
+        InterceptedService::new(self.channel.clone(), self.auth.clone())
     }
 
-    pub fn gateway_client(&self) -> GatewayServiceClient<Channel> {
-        GatewayServiceClient::new(self.channel.clone())
+    pub fn chat_client(&self) -> ChatServiceClient<Transport> {
+        ChatServiceClient::new(self.transport())
+    }
+
+    pub fn session_client(&self) -> SessionServiceClient<Transport> {
+        SessionServiceClient::new(self.transport())
+    }
+
+    pub fn gateway_client(&self) -> GatewayServiceClient<Transport> {
+        GatewayServiceClient::new(self.transport())
     }
 
     /// Starts a turn; the stream yields its events.
@@ -108,11 +150,18 @@ impl Client {
         &mut self,
         request: pb::ListSessionsRequest,
     ) -> Result<pb::ListSessionsResponse, ClientError> {
-        Ok(self.session_client().list_sessions(request).await?.into_inner())
+        Ok(self
+            .session_client()
+            .list_sessions(request)
+            .await?
+            .into_inner())
     }
 
     /// Every message of a session, oldest first, following page tokens.
-    pub async fn full_history(&mut self, session_id: &str) -> Result<Vec<pb::Message>, ClientError> {
+    pub async fn full_history(
+        &mut self,
+        session_id: &str,
+    ) -> Result<Vec<pb::Message>, ClientError> {
         let mut client = self.session_client();
         let mut out = Vec::new();
         let mut page_token = String::new();
@@ -158,7 +207,7 @@ impl Client {
     /// True when the standard health service reports SERVING for the whole server.
     pub async fn healthy(&mut self) -> Result<bool, ClientError> {
         use tonic_health::pb::health_check_response::ServingStatus;
-        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.transport());
         let answer = health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: String::new(),

@@ -124,6 +124,15 @@ pub struct Target {
     /// Gateway address.
     #[arg(long, env = "OPEN_CLANKER_ADDR", default_value = open_clanker_client::DEFAULT_ADDR)]
     pub addr: String,
+    /// API token, sent as `authorization: Bearer <token>` (needed when the gateway has tokens).
+    #[arg(long, env = "OPEN_CLANKER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Target {
+    pub async fn connect(&self) -> Result<Client, ClientError> {
+        Client::connect_with_token(&self.addr, self.token.as_deref()).await
+    }
 }
 
 /// An error for the one report the CLI prints.
@@ -174,7 +183,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Status { target, json } => {
-            let status = Client::connect(&target.addr).await?.status().await?;
+            let status = target.connect().await?.status().await?;
             if json {
                 println!("{}", status_json(&status));
             } else {
@@ -190,7 +199,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             model,
             target,
         } => {
-            let mut client = Client::connect(&target.addr).await?;
+            let mut client = target.connect().await?;
             let mut chat = ChatTarget {
                 session_id: session,
                 key,
@@ -205,7 +214,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Health { target } => {
             let healthy = tokio::time::timeout(crate::grpc::HEALTH_TIMEOUT * 3, async {
-                Client::connect(&target.addr).await?.healthy().await
+                target.connect().await?.healthy().await
             })
             .await
             .map_err(|_| CliError::Message(format!("{} did not answer in time", target.addr)))??;
@@ -436,7 +445,7 @@ async fn sessions(cmd: SessionsCommand) -> Result<(), CliError> {
             limit,
             target,
         } => {
-            let page = Client::connect(&target.addr)
+            let page = target.connect()
                 .await?
                 .list_sessions(pb::ListSessionsRequest {
                     page_size: limit,
@@ -453,7 +462,7 @@ async fn sessions(cmd: SessionsCommand) -> Result<(), CliError> {
             Ok(())
         }
         SessionsCommand::Show { id, target } => {
-            let messages = Client::connect(&target.addr)
+            let messages = target.connect()
                 .await?
                 .full_history(&id)
                 .await?;
@@ -474,7 +483,7 @@ async fn sessions(cmd: SessionsCommand) -> Result<(), CliError> {
             Ok(())
         }
         SessionsCommand::Reset { id, target } => {
-            let r = Client::connect(&target.addr)
+            let r = target.connect()
                 .await?
                 .reset_session(&id)
                 .await?;
@@ -482,7 +491,7 @@ async fn sessions(cmd: SessionsCommand) -> Result<(), CliError> {
             Ok(())
         }
         SessionsCommand::Delete { id, target } => {
-            Client::connect(&target.addr)
+            target.connect()
                 .await?
                 .delete_session(&id)
                 .await?;

@@ -67,6 +67,9 @@ pub struct Config {
     pub store: StoreConfig,
     pub chat: ChatConfig,
     pub providers: ProvidersConfig,
+    pub auth: crate::security::AuthConfig,
+    pub tls: crate::security::TlsConfig,
+    pub limits: crate::security::LimitsConfig,
 }
 
 impl fmt::Debug for Config {
@@ -77,6 +80,9 @@ impl fmt::Debug for Config {
             .field("store", &self.store)
             .field("chat", &self.chat)
             .field("providers", &self.providers)
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -337,17 +343,16 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
 }
 
 /// Parses TOML text (if any), applies the given environment, and validates. Pure, for tests.
-pub fn from_sources(toml_text: Option<&str>, env: &[(String, String)]) -> Result<Config, Vec<Problem>> {
+pub fn from_sources(
+    toml_text: Option<&str>,
+    env: &[(String, String)],
+) -> Result<Config, Vec<Problem>> {
     let mut config = match toml_text {
         Some(text) => parse_toml(text).map_err(|p| vec![p])?,
         None => Config::default(),
     };
     // Empty variables count as unset: `FOO= open-clanker ...` must not blank a setting.
-    let env: Vec<(String, String)> = env
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .cloned()
-        .collect();
+    let env: Vec<(String, String)> = env.iter().filter(|(_, v)| !v.is_empty()).cloned().collect();
     let mut problems = Vec::new();
     match envy::prefixed("OPEN_CLANKER_").from_iter::<_, EnvOverrides>(env.iter().cloned()) {
         Ok(o) => apply_overrides(&mut config, o),
@@ -356,6 +361,7 @@ pub fn from_sources(toml_text: Option<&str>, env: &[(String, String)]) -> Result
             message: e.to_string(),
         }),
     }
+    problems.extend(crate::security::apply_env(&mut config, &env));
     match envy::from_iter::<_, SdkEnv>(env.iter().cloned()) {
         Ok(sdk) => apply_sdk_env(&mut config, sdk),
         Err(e) => problems.push(Problem {
@@ -422,8 +428,16 @@ fn apply_overrides(c: &mut Config, o: EnvOverrides) {
 
 fn apply_sdk_env(c: &mut Config, sdk: SdkEnv) {
     let pairs = [
-        (ProviderKind::Anthropic, sdk.anthropic_api_key, sdk.anthropic_base_url),
-        (ProviderKind::OpenAi, sdk.openai_api_key, sdk.openai_base_url),
+        (
+            ProviderKind::Anthropic,
+            sdk.anthropic_api_key,
+            sdk.anthropic_base_url,
+        ),
+        (
+            ProviderKind::OpenAi,
+            sdk.openai_api_key,
+            sdk.openai_base_url,
+        ),
     ];
     for (kind, key, url) in pairs {
         let section = c.providers.get_mut(kind);
@@ -467,10 +481,15 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         );
     }
     if let Err(e) = c.log.level.parse::<tracing_subscriber::EnvFilter>() {
-        bad("log.level", format!("{:?} is not a log filter: {e}", c.log.level));
+        bad(
+            "log.level",
+            format!("{:?} is not a log filter: {e}", c.log.level),
+        );
     }
     if let Some(url) = &c.store.database_url
-        && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        && !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
     {
         bad(
             "store.database_url",
@@ -487,10 +506,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         );
     }
     if c.chat.history_max_messages > 10_000 {
-        bad(
-            "chat.history_max_messages",
-            "must be at most 10000".into(),
-        );
+        bad("chat.history_max_messages", "must be at most 10000".into());
     }
     for kind in ProviderKind::ALL {
         let s = c.providers.get(kind);
@@ -516,9 +532,13 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             );
         }
         if s.max_retries > 10 {
-            bad(&format!("{prefix}.max_retries"), "must be at most 10".into());
+            bad(
+                &format!("{prefix}.max_retries"),
+                "must be at most 10".into(),
+            );
         }
     }
+    problems.extend(crate::security::validate(c));
     problems
 }
 
@@ -602,6 +622,36 @@ max_tokens = 4096
 connect_timeout_secs = 10
 idle_timeout_secs = 120
 max_retries = 2
+[auth]
+# Once any token is set, every API call (gRPC, gRPC-Web, /v1/*) needs
+# "authorization: Bearer <token>"; /health and the gRPC health service stay open. Tokens are
+# required when listening beyond loopback. Better than this file:
+# OPEN_CLANKER_API_TOKENS="laptop:<token>,ci:<token>" (several, to rotate without downtime).
+# [[auth.tokens]]
+# name = "laptop"
+# token = "<openssl rand -hex 32>"
+# Listen beyond loopback without tokens anyway (not recommended).
+allow_unauthenticated = false
+# Browser origins allowed to use gRPC-Web from other sites ("*" for any); the gateway's own
+# page needs none.
+cors_allowed_origins = []
+# Require a token for GET /metrics too.
+protect_metrics = false
+
+[tls]
+# Serve the port over TLS (both files, PEM).
+# cert_file = "/etc/open-clanker/tls.crt"
+# key_file = "/etc/open-clanker/tls.key"
+
+[limits]
+# Largest decoded gRPC message or HTTP body, in bytes.
+max_request_bytes = 1048576
+# Turns running at once across every entry point.
+max_concurrent_turns = 16384
+# HTTP/2 streams per connection.
+max_streams_per_connection = 1024
+# Turns per minute per API token (or per remote address without tokens); 0 = off.
+turns_per_minute = 60
 "#;
 
 #[cfg(test)]
@@ -651,7 +701,10 @@ mod tests {
         assert_eq!(c.providers.openai.key(), Some("sk-secret"));
         assert_eq!(c.providers.openai.model, "llama");
         assert_eq!(c.log.format, LogFormat::Json);
-        assert!(c.providers.anthropic.key().is_none(), "empty variable is unset");
+        assert!(
+            c.providers.anthropic.key().is_none(),
+            "empty variable is unset"
+        );
         let shown = format!("{c:?}");
         assert!(!shown.contains("sk-secret"), "{shown}");
     }
@@ -685,7 +738,10 @@ model = ""
     fn type_errors_and_unknown_keys_name_the_key() {
         let problems =
             from_sources(Some("[gateway]\nshutdown_grace_secs = \"soon\"\n"), &[]).unwrap_err();
-        assert_eq!(problems[0].key, "gateway.shutdown_grace_secs", "{problems:?}");
+        assert_eq!(
+            problems[0].key, "gateway.shutdown_grace_secs",
+            "{problems:?}"
+        );
 
         let problems = from_sources(Some("[chat]\nsystem_promt = \"hi\"\n"), &[]).unwrap_err();
         assert!(problems[0].message.contains("system_promt"), "{problems:?}");
@@ -696,11 +752,8 @@ model = ""
 
     #[test]
     fn bad_environment_values_are_reported() {
-        let problems = from_sources(
-            None,
-            &env(&[("OPEN_CLANKER_SHUTDOWN_GRACE_SECS", "soon")]),
-        )
-        .unwrap_err();
+        let problems =
+            from_sources(None, &env(&[("OPEN_CLANKER_SHUTDOWN_GRACE_SECS", "soon")])).unwrap_err();
         assert!(problems[0].key.contains("OPEN_CLANKER"), "{problems:?}");
     }
 

@@ -239,18 +239,25 @@ fn connect_target(addr: SocketAddr) -> String {
 
 fn exposure(c: &Config) -> Check {
     let addr = c.listen_addr();
-    if addr.ip().is_loopback() {
+    let tokens = c.auth.tokens.len();
+    if tokens > 0 {
         Check::new(
             Outcome::Ok,
             "exposure",
-            format!("{addr} is reachable from this machine only"),
+            format!("{addr}: API tokens required ({tokens} configured)"),
+        )
+    } else if addr.ip().is_loopback() {
+        Check::new(
+            Outcome::Ok,
+            "exposure",
+            format!("{addr} is reachable from this machine only (no API tokens needed)"),
         )
     } else {
         Check::new(
             Outcome::Fail,
             "exposure",
             format!(
-                "{addr} is reachable from the network and the gateway has no API authentication yet\n      fix: listen on 127.0.0.1 and put an authenticating proxy in front, or keep the port on a private network"
+                "{addr} is reachable from the network without API tokens (auth.allow_unauthenticated)\n      fix: set OPEN_CLANKER_API_TOKENS=name:$(openssl rand -hex 32), or listen on 127.0.0.1"
             ),
         )
     }

@@ -15,7 +15,7 @@ use open_clanker_core::{
 };
 use open_clanker_providers::{CompletionRequest, Provider, ProviderError, StreamEvent};
 use open_clanker_store::{NewMessage, Store, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,6 +46,9 @@ pub struct Engine {
     history_max_chars: usize,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// One permit per running turn (`limits.max_concurrent_turns`).
+    turns: Arc<Semaphore>,
+    max_turns: usize,
 }
 
 impl Engine {
@@ -65,6 +68,8 @@ impl Engine {
             history_max_chars: config.chat.history_max_chars,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            turns: Arc::new(Semaphore::new(config.limits.max_concurrent_turns)),
+            max_turns: config.limits.max_concurrent_turns,
         }
     }
 
@@ -248,6 +253,12 @@ impl ChatBackend for Engine {
             ));
         }
         self.check_text(&request.text)?;
+        let permit = self.turns.clone().try_acquire_owned().map_err(|_| {
+            TurnError::ResourceExhausted(format!(
+                "the gateway is running its limit of {} turns (limits.max_concurrent_turns); retry shortly",
+                self.max_turns
+            ))
+        })?;
         let (kind, entry, model) =
             self.resolve_provider(request.provider.as_deref(), request.model.as_deref())?;
         let (session_id, session_created, user_message_id, system, messages) =
@@ -325,6 +336,7 @@ impl ChatBackend for Engine {
             session_id,
             tx,
             shutdown: self.shutdown.clone(),
+            _permit: permit,
         };
         self.tasks
             .spawn(async move { turn.run(started, completion).await }.instrument(span));
@@ -375,6 +387,8 @@ struct Turn {
     session_id: String,
     tx: mpsc::Sender<TurnEvent>,
     shutdown: CancellationToken,
+    /// Held until the turn ends.
+    _permit: OwnedSemaphorePermit,
 }
 
 /// How the answer ended.

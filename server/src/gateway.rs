@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::routing::get;
 use open_clanker_core::ProviderKind;
 use open_clanker_proto::v1 as pb;
@@ -14,7 +14,6 @@ use open_clanker_providers::ProviderConfig;
 use open_clanker_store::Store;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
 use crate::config::{Config, ProviderSection};
@@ -97,23 +96,6 @@ pub fn build_providers(
     Ok(out)
 }
 
-fn cors() -> CorsLayer {
-    let expose = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
-    let allow = [
-        "content-type",
-        "x-grpc-web",
-        "x-user-agent",
-        "grpc-timeout",
-        "authorization",
-    ];
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
-        .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
-        .allow_headers(allow.map(HeaderName::from_static))
-        .expose_headers(expose.map(HeaderName::from_static))
-        .max_age(Duration::from_secs(24 * 3600))
-}
-
 async fn health(engine: Arc<Engine>) -> (StatusCode, [(HeaderName, HeaderValue); 1], String) {
     let json = [(
         axum::http::header::CONTENT_TYPE,
@@ -180,21 +162,27 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
         .build_v1alpha()
         .map_err(|e| GatewayError::Serve(format!("reflection: {e}")))?;
 
-    let routes = Routes::new(pb::chat_service_server::ChatServiceServer::new(ChatApi {
-        engine: engine.clone(),
-    }))
-    .add_service(pb::session_service_server::SessionServiceServer::new(
-        SessionApi {
+    let max_bytes = config.limits.max_request_bytes;
+    let routes = Routes::new(
+        pb::chat_service_server::ChatServiceServer::new(ChatApi {
             engine: engine.clone(),
-        },
-    ))
-    .add_service(pb::gateway_service_server::GatewayServiceServer::new(
-        GatewayApi {
+        })
+        .max_decoding_message_size(max_bytes),
+    )
+    .add_service(
+        pb::session_service_server::SessionServiceServer::new(SessionApi {
+            engine: engine.clone(),
+        })
+        .max_decoding_message_size(max_bytes),
+    )
+    .add_service(
+        pb::gateway_service_server::GatewayServiceServer::new(GatewayApi {
             engine: engine.clone(),
             config: config.clone(),
             started,
-        },
-    ))
+        })
+        .max_decoding_message_size(max_bytes),
+    )
     .add_service(health_service)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha);
@@ -204,11 +192,28 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
         .into_axum_router()
         .layer(tonic_web::GrpcWebLayer::new())
         .route("/health", get(move || health(health_engine.clone())))
+        .merge(crate::web::router())
         .merge(crate::openai_api::router(
             engine.clone(),
             config.clone(),
             configured_kinds,
         ));
+    let guard = Arc::new(crate::security::Guard::new(&config));
+    if !guard.auth_enabled() && !config.listen_addr().ip().is_loopback() {
+        warn!(
+            listen = %config.listen_addr(),
+            "LISTENING BEYOND LOOPBACK WITHOUT API TOKENS (auth.allow_unauthenticated = true): anyone who reaches this port can spend your provider credits"
+        );
+    }
+    let mut router = router
+        .layer(axum::extract::DefaultBodyLimit::max(max_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::security::guard,
+        ));
+    if let Some(cors) = crate::security::cors(&config) {
+        router = router.layer(cors);
+    }
 
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr)
@@ -224,7 +229,7 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .layer(cors())
+        .max_concurrent_streams(config.limits.max_streams_per_connection)
         .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;

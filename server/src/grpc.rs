@@ -412,6 +412,9 @@ mod tests {
             status(TurnError::FailedPrecondition("x".into())).code(),
             tonic::Code::FailedPrecondition
         );
-        assert_eq!(code_name(tonic::Code::ResourceExhausted), "RESOURCE_EXHAUSTED");
+        assert_eq!(
+            code_name(tonic::Code::ResourceExhausted),
+            "RESOURCE_EXHAUSTED"
+        );
     }
 }

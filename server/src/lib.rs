@@ -9,5 +9,6 @@ pub mod engine;
 pub mod gateway;
 pub mod grpc;
 pub mod openai_api;
+pub mod security;
 pub mod telemetry;
 pub mod web;

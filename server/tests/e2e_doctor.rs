@@ -76,6 +76,7 @@ async fn doctor_passes_a_healthy_setup_and_explains_a_broken_one() {
     let out = command(home.path())
         .arg("doctor")
         .env("OPEN_CLANKER_LISTEN", format!("0.0.0.0:{}", free_port()))
+        .env("OPEN_CLANKER_ALLOW_UNAUTHENTICATED", "true")
         .env("OPEN_CLANKER_DATA_DIR", home.path().join("data"))
         .output()
         .unwrap();

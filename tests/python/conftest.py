@@ -64,9 +64,22 @@ def _start(cmd, env):
     return proc, line.strip().rsplit(" ", 1)[-1].replace("http://", "")
 
 
+TOKEN = "py-secured-token-0123456789"
+
+
 @pytest.fixture(scope="session")
 def gateway():
     """Address (host:port) of a gateway talking to a stand-in provider."""
+    yield from _gateway({})
+
+
+@pytest.fixture(scope="session")
+def secured_gateway():
+    """A gateway that requires the API token TOKEN."""
+    yield from _gateway({"OPEN_CLANKER_API_TOKENS": f"py:{TOKEN}"})
+
+
+def _gateway(extra_env):
     home = tempfile.mkdtemp(prefix="oc-py-home-")
     base_env = {"PATH": os.environ.get("PATH", ""), "HOME": home, "XDG_CONFIG_HOME": home}
     standin, standin_addr = _start(
@@ -78,6 +91,7 @@ def gateway():
         OPEN_CLANKER_DATA_DIR=os.path.join(home, "data"),
         ANTHROPIC_API_KEY=KEY,
         ANTHROPIC_BASE_URL=f"http://{standin_addr}",
+        **extra_env,
     )
     gw, addr = _start([_bin("open-clanker"), "gateway"], env)
     yield addr

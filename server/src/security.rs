@@ -1,0 +1,632 @@
+//! Safe by default: API tokens, the refusal to listen beyond loopback without them, CORS for
+//! gRPC-Web, request limits and per-caller rate limits.
+//!
+//! One axum middleware guards every route of the gateway's port. Open without a token: `GET /health`,
+//! the gRPC health service, CORS preflights, and the web page's static files (the page asks for the
+//! token). Everything else — every gRPC method (reflection included), gRPC-Web, the
+//! OpenAI-compatible endpoint and, when `auth.protect_metrics` is set, `/metrics` — needs
+//! `authorization: Bearer <token>` once tokens are configured.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tracing::{debug, warn};
+
+use crate::config::{Config, Problem};
+
+/// Shortest accepted API token.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// `[auth]`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Named bearer tokens; several at once so one can be rotated without downtime. Prefer
+    /// `OPEN_CLANKER_API_TOKENS="name:token,name2:token2"` over writing them here.
+    pub tokens: Vec<ApiToken>,
+    /// Listen beyond loopback without tokens anyway (not recommended; logged loudly).
+    pub allow_unauthenticated: bool,
+    /// Browser origins allowed to call the gateway through gRPC-Web (CORS), e.g.
+    /// "https://chat.example.com"; "*" allows any. The gateway's own page needs no entry.
+    pub cors_allowed_origins: Vec<String>,
+    /// Require a token for `GET /metrics` too.
+    pub protect_metrics: bool,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("tokens", &self.tokens)
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("protect_metrics", &self.protect_metrics)
+            .finish()
+    }
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Shown in logs and metrics instead of the token.
+    pub name: String,
+    pub token: String,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiToken({:?}, <redacted>)", self.name)
+    }
+}
+
+/// `[tls]`: serve the port over TLS (gRPC over h2, gRPC-Web and HTTP over TLS).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest accepted request: decoded gRPC message or HTTP body, in bytes.
+    pub max_request_bytes: usize,
+    /// Turns running at once across every entry point; more are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_turns: usize,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_streams_per_connection: u32,
+    /// Turns a caller (API token, or the peer address of an unauthenticated remote caller) may
+    /// start per minute; 0 turns the limit off. Loopback callers without tokens are not limited.
+    pub turns_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1024 * 1024,
+            max_concurrent_turns: 16_384,
+            max_streams_per_connection: 1024,
+            turns_per_minute: 60,
+        }
+    }
+}
+
+/// `OPEN_CLANKER_*` variables of this module.
+#[derive(Debug, Default, Deserialize)]
+struct SecurityEnv {
+    api_tokens: Option<String>,
+    allow_unauthenticated: Option<bool>,
+    cors_origins: Option<String>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    turns_per_minute: Option<u32>,
+    max_concurrent_turns: Option<usize>,
+    max_request_bytes: Option<usize>,
+}
+
+/// Applies the environment; problems are named by variable.
+pub fn apply_env(c: &mut Config, env: &[(String, String)]) -> Vec<Problem> {
+    let e = match envy::prefixed("OPEN_CLANKER_").from_iter::<_, SecurityEnv>(env.iter().cloned()) {
+        Ok(e) => e,
+        Err(err) => {
+            return vec![Problem {
+                key: "environment (OPEN_CLANKER_*)".into(),
+                message: err.to_string(),
+            }];
+        }
+    };
+    let mut problems = Vec::new();
+    if let Some(list) = e.api_tokens {
+        let mut tokens = Vec::new();
+        for (i, item) in list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .enumerate()
+        {
+            match item.split_once(':') {
+                Some((name, token)) if !name.trim().is_empty() => tokens.push(ApiToken {
+                    name: name.trim().to_string(),
+                    token: token.trim().to_string(),
+                }),
+                _ => problems.push(Problem {
+                    key: "OPEN_CLANKER_API_TOKENS".into(),
+                    message: format!("entry {} is not name:token (the value is not shown)", i + 1),
+                }),
+            }
+        }
+        c.auth.tokens = tokens;
+    }
+    if let Some(v) = e.allow_unauthenticated {
+        c.auth.allow_unauthenticated = v;
+    }
+    if let Some(list) = e.cors_origins {
+        c.auth.cors_allowed_origins = list
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
+    if e.tls_cert_file.is_some() {
+        c.tls.cert_file = e.tls_cert_file;
+    }
+    if e.tls_key_file.is_some() {
+        c.tls.key_file = e.tls_key_file;
+    }
+    if let Some(v) = e.turns_per_minute {
+        c.limits.turns_per_minute = v;
+    }
+    if let Some(v) = e.max_concurrent_turns {
+        c.limits.max_concurrent_turns = v;
+    }
+    if let Some(v) = e.max_request_bytes {
+        c.limits.max_request_bytes = v;
+    }
+    problems
+}
+
+/// Problems with `[auth]`, `[tls]` and `[limits]`, and the refusal to listen beyond loopback
+/// without tokens.
+pub fn validate(c: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut bad = |key: &str, message: String| {
+        problems.push(Problem {
+            key: key.into(),
+            message,
+        })
+    };
+    let mut names = std::collections::HashSet::new();
+    for (i, t) in c.auth.tokens.iter().enumerate() {
+        let key = format!("auth.tokens[{i}]");
+        if t.name.trim().is_empty() {
+            bad(&key, "name must not be empty".into());
+        } else if !names.insert(t.name.as_str()) {
+            bad(&key, format!("name {:?} is used twice", t.name));
+        }
+        if t.token.chars().count() < MIN_TOKEN_CHARS {
+            bad(
+                &key,
+                format!(
+                    "token {:?} is shorter than {MIN_TOKEN_CHARS} characters (generate one with `openssl rand -hex 32`)",
+                    t.name
+                ),
+            );
+        } else if t
+            .token
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control())
+        {
+            bad(&key, format!("token {:?} contains white space", t.name));
+        }
+    }
+    for (i, origin) in c.auth.cors_allowed_origins.iter().enumerate() {
+        if origin != "*" && HeaderValue::from_str(origin).is_err()
+            || origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://"))
+        {
+            bad(
+                &format!("auth.cors_allowed_origins[{i}]"),
+                format!("{origin:?} is not an origin like \"https://chat.example.com\" or \"*\""),
+            );
+        }
+    }
+    if c.tls.cert_file.is_some() != c.tls.key_file.is_some() {
+        bad(
+            "tls",
+            "set both cert_file and key_file (OPEN_CLANKER_TLS_CERT_FILE / OPEN_CLANKER_TLS_KEY_FILE)"
+                .into(),
+        );
+    }
+    if c.limits.max_request_bytes < 1024 {
+        bad("limits.max_request_bytes", "must be at least 1024".into());
+    }
+    if c.limits.max_concurrent_turns == 0 {
+        bad("limits.max_concurrent_turns", "must be at least 1".into());
+    }
+    if c.limits.max_streams_per_connection == 0 {
+        bad(
+            "limits.max_streams_per_connection",
+            "must be at least 1".into(),
+        );
+    }
+    if let Ok(addr) = c.gateway.listen.parse::<SocketAddr>()
+        && !addr.ip().is_loopback()
+        && c.auth.tokens.is_empty()
+        && !c.auth.allow_unauthenticated
+    {
+        bad(
+            "auth.tokens",
+            format!(
+                "listening on {addr} reaches beyond this machine, so API tokens are required: set OPEN_CLANKER_API_TOKENS=name:$(openssl rand -hex 32) (or [[auth.tokens]] in the config), or listen on 127.0.0.1, or set auth.allow_unauthenticated = true (OPEN_CLANKER_ALLOW_UNAUTHENTICATED=true) to accept the risk"
+            ),
+        );
+    }
+    problems
+}
+
+/// Who made a request, as put in its extensions by [`guard`].
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name, when one was presented.
+    pub token: Option<String>,
+}
+
+/// What the middleware needs.
+pub struct Guard {
+    tokens: Vec<(String, Vec<u8>)>,
+    protect_metrics: bool,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    limit_loopback: bool,
+    per_minute: u32,
+    max_bytes: usize,
+}
+
+impl Guard {
+    pub fn new(c: &Config) -> Self {
+        let limiter = NonZeroU32::new(c.limits.turns_per_minute)
+            .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        Self {
+            tokens: c
+                .auth
+                .tokens
+                .iter()
+                .map(|t| (t.name.clone(), t.token.as_bytes().to_vec()))
+                .collect(),
+            protect_metrics: c.auth.protect_metrics,
+            limiter,
+            limit_loopback: !c.auth.tokens.is_empty(),
+            per_minute: c.limits.turns_per_minute,
+            max_bytes: c.limits.max_request_bytes,
+        }
+    }
+
+    pub fn auth_enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// The name of the token that matches, comparing every token in constant time.
+    fn check(&self, presented: &[u8]) -> Option<&str> {
+        let mut found = None;
+        for (name, token) in &self.tokens {
+            if bool::from(token.as_slice().ct_eq(presented)) && found.is_none() {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+}
+
+fn is_open(method: &Method, path: &str, protect_metrics: bool) -> bool {
+    if method == Method::OPTIONS || path == "/health" || path.starts_with("/grpc.health.v1.Health/")
+    {
+        return true;
+    }
+    if path == "/metrics" {
+        return !protect_metrics;
+    }
+    // The web page's static files; the API lives under /v1/ and /<package>.<Service>/<Method>.
+    method == Method::GET && !path.starts_with("/v1/") && !is_grpc_path(path)
+}
+
+fn is_grpc_path(path: &str) -> bool {
+    path.trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(service, _)| service.contains('.'))
+}
+
+fn starts_turn(path: &str) -> bool {
+    path == "/openclanker.v1.ChatService/Chat" || path == "/v1/chat/completions"
+}
+
+fn is_grpc(req: &Request) -> Option<HeaderValue> {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .filter(|v| v.as_bytes().starts_with(b"application/grpc"))
+        .cloned()
+}
+
+fn peer(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|i| i.remote_addr())
+        .map(|a| a.ip())
+}
+
+/// A refusal in the caller's protocol: a trailers-only gRPC status, or OpenAI-style JSON.
+fn refuse(
+    grpc: Option<HeaderValue>,
+    http: StatusCode,
+    grpc_code: tonic::Code,
+    message: &str,
+    retry_after: Option<u64>,
+) -> Response {
+    let mut builder = Response::builder();
+    if let Some(secs) = retry_after {
+        builder = builder.header(header::RETRY_AFTER, secs.to_string());
+    }
+    let response = match grpc {
+        Some(content_type) => builder
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, content_type)
+            .header("grpc-status", (grpc_code as i32).to_string())
+            .header("grpc-message", message)
+            .body(Body::empty()),
+        None => {
+            let (kind, code) = match http {
+                StatusCode::UNAUTHORIZED => ("authentication_error", "invalid_api_key"),
+                StatusCode::PAYLOAD_TOO_LARGE => ("invalid_request_error", "request_too_large"),
+                StatusCode::BAD_REQUEST => ("invalid_request_error", "bad_body"),
+                _ => ("rate_limit_error", "rate_limit_exceeded"),
+            };
+            let body = serde_json::json!({"error": {
+                "message": message, "type": kind, "param": null, "code": code,
+            }});
+            let mut b = builder
+                .status(http)
+                .header(header::CONTENT_TYPE, "application/json");
+            if http == StatusCode::UNAUTHORIZED {
+                b = b.header(header::WWW_AUTHENTICATE, "Bearer");
+            }
+            b.body(Body::from(body.to_string()))
+        }
+    };
+    response.unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// The middleware: authentication, then the per-caller turn rate limit.
+pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if is_open(req.method(), &path, guard.protect_metrics) {
+        return next.run(req).await;
+    }
+    let grpc = is_grpc(&req);
+    let mut caller = Caller { token: None };
+    if guard.auth_enabled() {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let Some(presented) = presented else {
+            debug!(path, "request without a token refused");
+            return refuse(
+                grpc,
+                StatusCode::UNAUTHORIZED,
+                tonic::Code::Unauthenticated,
+                "missing API token: send the header authorization: Bearer <token>",
+                None,
+            );
+        };
+        match guard.check(presented.as_bytes()) {
+            Some(name) => caller.token = Some(name.to_string()),
+            None => {
+                warn!(path, peer = ?peer(&req), "request with an unknown API token refused");
+                return refuse(
+                    grpc,
+                    StatusCode::UNAUTHORIZED,
+                    tonic::Code::Unauthenticated,
+                    "invalid API token",
+                    None,
+                );
+            }
+        }
+    }
+    if starts_turn(&path)
+        && let Some(limiter) = &guard.limiter
+    {
+        let ip = peer(&req);
+        let key = match (&caller.token, ip) {
+            (Some(name), _) => Some(format!("token:{name}")),
+            (None, Some(ip)) if guard.limit_loopback || !ip.is_loopback() => {
+                Some(format!("peer:{ip}"))
+            }
+            _ => None,
+        };
+        if let Some(key) = key
+            && let Err(not_until) = limiter.check_key(&key)
+        {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let secs = wait.max(Duration::from_secs(1)).as_secs();
+            warn!(caller = %key, "turn rate limit reached");
+            return refuse(
+                grpc,
+                StatusCode::TOO_MANY_REQUESTS,
+                tonic::Code::ResourceExhausted,
+                &format!(
+                    "rate limit of {} turns per minute reached; retry after {secs}s",
+                    guard.per_minute
+                ),
+                Some(secs),
+            );
+        }
+    }
+    req.extensions_mut().insert(caller);
+    // Requests are read whole (every API call sends one message) so an oversized one is refused
+    // with RESOURCE_EXHAUSTED / 413 before anything decodes it. Reflection is a bidirectional
+    // stream and is left alone (its messages stay under tonic's own limit).
+    if req.method() == Method::POST && !path.starts_with("/grpc.reflection.") {
+        let text_mode = grpc
+            .as_ref()
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc-web-text"));
+        let wire_limit = if text_mode {
+            guard.max_bytes / 3 * 4 + 16
+        } else {
+            guard.max_bytes + 5
+        };
+        let (parts, body) = req.into_parts();
+        match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, wire_limit)).await
+        {
+            Ok(collected) => req = Request::from_parts(parts, Body::from(collected.to_bytes())),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return refuse(
+                    grpc,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    tonic::Code::ResourceExhausted,
+                    &format!(
+                        "request larger than {} bytes (limits.max_request_bytes)",
+                        guard.max_bytes
+                    ),
+                    None,
+                );
+            }
+            Err(_) => {
+                return refuse(
+                    grpc,
+                    StatusCode::BAD_REQUEST,
+                    tonic::Code::InvalidArgument,
+                    "the request body could not be read",
+                    None,
+                );
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// CORS for gRPC-Web: only the configured origins ("*" for any); none by default, so pages on
+/// other origins cannot drive the gateway from a visitor's browser. Same-origin requests (the
+/// gateway's own page) need no CORS.
+pub fn cors(c: &Config) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = &c.auth.cors_allowed_origins;
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    let expose = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+    let headers = [
+        "content-type",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+        "authorization",
+        "x-openclanker-session",
+        "x-openclanker-session-key",
+    ];
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
+            .allow_headers(headers.map(axum::http::HeaderName::from_static))
+            .expose_headers(expose.map(axum::http::HeaderName::from_static))
+            .max_age(Duration::from_secs(24 * 3600)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str) -> Config {
+        let mut c = Config::default();
+        c.gateway.listen = listen.into();
+        c
+    }
+
+    #[test]
+    fn refuses_to_expose_without_tokens() {
+        let c = config("0.0.0.0:18789");
+        let problems = validate(&c);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("OPEN_CLANKER_API_TOKENS"));
+        assert!(validate(&config("127.0.0.1:18789")).is_empty());
+        let mut opted_out = config("0.0.0.0:1");
+        opted_out.auth.allow_unauthenticated = true;
+        assert!(validate(&opted_out).is_empty());
+    }
+
+    #[test]
+    fn tokens_from_the_environment_and_their_checks() {
+        let mut c = config("0.0.0.0:1");
+        let env = vec![(
+            "OPEN_CLANKER_API_TOKENS".to_string(),
+            "laptop:0123456789abcdef0123, ci:short, bad".to_string(),
+        )];
+        let problems = apply_env(&mut c, &env);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(!problems[0].message.contains("bad"), "{problems:?}");
+        assert_eq!(c.auth.tokens.len(), 2);
+        let problems = validate(&c);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.message.contains("\"ci\"") && p.message.contains("shorter")),
+            "{problems:?}"
+        );
+        assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
+    }
+
+    #[test]
+    fn token_check_finds_the_right_name() {
+        let mut c = config("127.0.0.1:1");
+        c.auth.tokens = vec![
+            ApiToken {
+                name: "old".into(),
+                token: "aaaaaaaaaaaaaaaaaaaa".into(),
+            },
+            ApiToken {
+                name: "new".into(),
+                token: "bbbbbbbbbbbbbbbbbbbb".into(),
+            },
+        ];
+        let g = Guard::new(&c);
+        assert_eq!(g.check(b"bbbbbbbbbbbbbbbbbbbb"), Some("new"));
+        assert_eq!(g.check(b"aaaaaaaaaaaaaaaaaaaa"), Some("old"));
+        assert_eq!(g.check(b"aaaaaaaaaaaaaaaaaaa"), None);
+        assert_eq!(g.check(b""), None);
+    }
+
+    #[test]
+    fn open_paths() {
+        let get = Method::GET;
+        let post = Method::POST;
+        assert!(is_open(&get, "/health", false));
+        assert!(is_open(&post, "/grpc.health.v1.Health/Check", false));
+        assert!(is_open(&get, "/", false));
+        assert!(is_open(&get, "/assets/app.js", false));
+        assert!(is_open(&get, "/metrics", false));
+        assert!(!is_open(&get, "/metrics", true));
+        assert!(!is_open(&get, "/v1/models", false));
+        assert!(!is_open(&post, "/openclanker.v1.ChatService/Chat", false));
+        assert!(!is_open(
+            &get,
+            "/openclanker.v1.GatewayService/GetStatus",
+            false
+        ));
+        assert!(!is_open(
+            &post,
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            false
+        ));
+    }
+}
