@@ -305,8 +305,13 @@ async function loadStatus(): Promise<void> {
       showBanner("No AI provider is configured on the gateway: set ANTHROPIC_API_KEY or OPENAI_API_KEY and restart it.");
     }
   } catch (err) {
-    ui.gateway.textContent = "gateway unreachable";
-    failed(err);
+    const e = ConnectError.from(err);
+    ui.gateway.textContent = unreachable(e)
+      ? "gateway unreachable"
+      : e.code === Code.Unauthenticated
+        ? "gateway: API token needed"
+        : `gateway: ${codeName(e.code)}`;
+    failed(e);
   }
 }
 
@@ -341,6 +346,7 @@ ui.tokenForm.addEventListener("submit", (e) => {
   e.preventDefault();
   setToken(ui.token.value.trim());
   showBanner(ui.token.value.trim() ? "API token saved." : "API token cleared.", "info");
+  void loadStatus();
   void refreshSessions();
 });
 ui.tokenClear.addEventListener("click", () => {

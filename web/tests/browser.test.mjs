@@ -65,23 +65,36 @@ function start(name, args, env) {
   });
 }
 
-before(async () => {
-  const env = { PATH: process.env.PATH ?? "", HOME: home, XDG_CONFIG_HOME: home, RUST_LOG: "warn" };
-  const standin = await start("open-clanker-standin", ["--listen", "127.0.0.1:0", "--api-key", KEY], env);
+const env = { PATH: process.env.PATH ?? "", HOME: home, XDG_CONFIG_HOME: home, RUST_LOG: "warn" };
+let standinAddr;
+let gateways = 0;
+
+/** A gateway on an ephemeral port with its own data dir, talking to the stand-in. */
+async function startGateway(extra = {}) {
+  const dir = join(home, `gateway-${++gateways}`);
+  mkdirSync(dir);
   // No retries: a provider failure reaches the page at once instead of after the backoff.
-  const config = join(home, "open-clanker.toml");
   // (The model is repeated because a partial [providers.anthropic] section loses the default one.)
+  const config = join(dir, "open-clanker.toml");
   writeFileSync(config, '[providers.anthropic]\nmodel = "claude-sonnet-4-5"\nmax_retries = 0\n');
   const gw = await start("open-clanker", ["gateway"], {
     ...env,
     OPEN_CLANKER_CONFIG: config,
     OPEN_CLANKER_LISTEN: "127.0.0.1:0",
-    OPEN_CLANKER_DATA_DIR: join(home, "data"),
+    OPEN_CLANKER_DATA_DIR: join(dir, "data"),
     ANTHROPIC_API_KEY: KEY,
-    ANTHROPIC_BASE_URL: `http://${standin.addr}`,
+    ANTHROPIC_BASE_URL: `http://${standinAddr}`,
+    ...extra,
   });
+  return { proc: gw.proc, base: `http://${gw.addr}` };
+}
+
+before(async () => {
+  const standin = await start("open-clanker-standin", ["--listen", "127.0.0.1:0", "--api-key", KEY], env);
+  standinAddr = standin.addr;
+  const gw = await startGateway();
   gatewayProc = gw.proc;
-  base = `http://${gw.addr}`;
+  base = gw.base;
 
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
   browser = await chromium.launchPersistentContext(join(home, "chromium-profile"), {
@@ -273,5 +286,28 @@ test("a gateway that is gone shows a clear error", async () => {
   await waitIdle();
   assert.match(await page.textContent("#messages li.assistant:last-child .meta"), /failed: gateway unreachable/);
   await page.screenshot({ path: join(SHOTS, "web-chat-gateway-down.png") });
+  assert.deepEqual(pageErrors, [], "no uncaught errors in the page");
+});
+
+test("with API tokens on the gateway, the page asks for one and works once it is set", async () => {
+  const token = "web-test-token-0123456789abcdef";
+  const gw = await startGateway({ OPEN_CLANKER_API_TOKENS: `web:${token}` });
+  // Another port is another origin: no token is stored for it yet.
+  await page.goto(`${gw.base}/`);
+  await page.waitForSelector("#banner:not([hidden])");
+  assert.match(await page.textContent("#banner-text"), /API token/);
+  assert.equal(await page.getAttribute("#settings", "open"), "", "the token field is shown");
+  assert.equal(await page.textContent("#gateway"), "gateway: API token needed");
+  await page.screenshot({ path: join(SHOTS, "web-chat-token.png") });
+  await page.fill("#token", token);
+  await page.click("#token-form button[type=submit]");
+  await page.waitForFunction(() => /^gateway \S+ · /.test(document.getElementById("gateway")?.textContent ?? ""));
+  await send("hi");
+  await waitIdle();
+  assert.equal(await page.textContent(assistantBody), "echo: hi");
+  await page.reload(); // the token stays in localStorage
+  await page.waitForSelector("#messages li.assistant");
+  assert.equal(await page.textContent(assistantBody), "echo: hi");
+  assert.equal(await page.isVisible("#banner"), false, await page.textContent("#banner"));
   assert.deepEqual(pageErrors, [], "no uncaught errors in the page");
 });
