@@ -392,6 +392,7 @@ mod tests {
                     created_at_ms: 0,
                     updated_at_ms: 0,
                     message_count: *n,
+                    cost_micros: 0,
                 }))
         }
         async fn reset_session(&self, session_id: &str) -> Result<(), TurnError> {

@@ -163,6 +163,8 @@ pub struct Session {
     /// Unix time in milliseconds of the last message.
     pub updated_at_ms: i64,
     pub message_count: u64,
+    /// What the session's answers cost so far, in millionths of a US dollar (kept across resets).
+    pub cost_micros: i64,
 }
 
 /// A message as stored.
@@ -180,6 +182,8 @@ pub struct StoredMessage {
     pub stop_reason: Option<String>,
     /// Unix time in milliseconds.
     pub created_at_ms: i64,
+    /// What this answer cost, in millionths of a US dollar (0 for user messages and unpriced models).
+    pub cost_micros: i64,
 }
 
 /// Which session a turn belongs to.

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::config::Config;
+use crate::pricing::{PriceTable, cap_micros, usd};
 
 /// Longest accepted model name.
 const MAX_MODEL_CHARS: usize = 200;
@@ -33,6 +34,54 @@ pub struct ProviderEntry {
     pub client: Arc<dyn Provider>,
     pub default_model: String,
     pub max_tokens: u32,
+}
+
+/// A provider and model a turn may be answered by.
+#[derive(Clone)]
+struct Candidate {
+    kind: ProviderKind,
+    client: Arc<dyn Provider>,
+    model: String,
+    max_tokens: u32,
+}
+
+/// Today's spend across all sessions, kept in memory for the daily cap and loaded from the
+/// store's ledger when the UTC day changes.
+#[derive(Default)]
+struct DaySpend {
+    today: tokio::sync::Mutex<Option<(String, i64)>>,
+}
+
+impl DaySpend {
+    async fn current(&self, store: &Store) -> Result<i64, TurnError> {
+        let day = open_clanker_store::utc_day(now_ms());
+        let mut today = self.today.lock().await;
+        match &*today {
+            Some((d, v)) if *d == day => Ok(*v),
+            _ => {
+                let v = store.spend_on(&day).await.map_err(store_error)?;
+                *today = Some((day, v));
+                Ok(v)
+            }
+        }
+    }
+
+    async fn add(&self, micros: i64) {
+        let day = open_clanker_store::utc_day(now_ms());
+        let mut today = self.today.lock().await;
+        match &mut *today {
+            Some((d, v)) if *d == day => *v += micros,
+            // Another day: reload from the ledger next time.
+            _ => *today = None,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Runs turns over the store and the configured providers.
@@ -49,6 +98,12 @@ pub struct Engine {
     /// One permit per running turn (`limits.max_concurrent_turns`).
     turns: Arc<Semaphore>,
     max_turns: usize,
+    prices: Arc<PriceTable>,
+    /// `chat.fallback`, parsed.
+    fallback: Vec<(ProviderKind, Option<String>)>,
+    session_cap: Option<i64>,
+    day_cap: Option<i64>,
+    day_spend: Arc<DaySpend>,
 }
 
 impl Engine {
@@ -70,6 +125,22 @@ impl Engine {
             tasks: TaskTracker::new(),
             turns: Arc::new(Semaphore::new(config.limits.max_concurrent_turns)),
             max_turns: config.limits.max_concurrent_turns,
+            prices: Arc::new(PriceTable::new(&config.pricing)),
+            fallback: config
+                .chat
+                .fallback
+                .iter()
+                .filter_map(|entry| {
+                    let (p, m) = match entry.split_once('/') {
+                        Some((p, m)) => (p, Some(m.trim().to_string()).filter(|m| !m.is_empty())),
+                        None => (entry.as_str(), None),
+                    };
+                    p.trim().parse::<ProviderKind>().ok().map(|k| (k, m))
+                })
+                .collect(),
+            session_cap: cap_micros(config.limits.max_usd_per_session),
+            day_cap: cap_micros(config.limits.max_usd_per_day),
+            day_spend: Arc::new(DaySpend::default()),
         }
     }
 
@@ -130,6 +201,56 @@ impl Engine {
             None => entry.default_model.clone(),
         };
         Ok((kind, entry, model))
+    }
+
+    /// The requested provider and model, then the configured fallbacks that are set up.
+    fn chain(&self, kind: ProviderKind, entry: &ProviderEntry, model: String) -> Vec<Candidate> {
+        let mut chain = vec![Candidate {
+            kind,
+            client: entry.client.clone(),
+            model,
+            max_tokens: entry.max_tokens,
+        }];
+        for (k, m) in &self.fallback {
+            let Some(e) = self.providers.get(k) else {
+                continue;
+            };
+            let model = m.clone().unwrap_or_else(|| e.default_model.clone());
+            if chain.iter().any(|c| c.kind == *k && c.model == model) {
+                continue;
+            }
+            chain.push(Candidate {
+                kind: *k,
+                client: e.client.clone(),
+                model,
+                max_tokens: e.max_tokens,
+            });
+        }
+        chain
+    }
+
+    /// Refuses a turn over a spend cap, before anything is stored or sent.
+    async fn check_spend(&self, session: Option<&Session>) -> Result<(), TurnError> {
+        if let (Some(cap), Some(s)) = (self.session_cap, session)
+            && s.cost_micros >= cap
+        {
+            return Err(TurnError::ResourceExhausted(format!(
+                "this session has spent ${:.4} of its ${:.2} cap (limits.max_usd_per_session); start a new session or raise the cap",
+                usd(s.cost_micros),
+                usd(cap)
+            )));
+        }
+        if let Some(cap) = self.day_cap {
+            let spent = self.day_spend.current(&self.store).await?;
+            if spent >= cap {
+                return Err(TurnError::ResourceExhausted(format!(
+                    "today's spend ${:.4} reached the ${:.2} daily cap (limits.max_usd_per_day); it resets at 00:00 UTC",
+                    usd(spent),
+                    usd(cap)
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn resolve_session(&self, session: &SessionRef) -> Result<(Session, bool), TurnError> {
@@ -276,10 +397,12 @@ impl ChatBackend for Engine {
                             .join("\n\n"),
                     )
                 };
+                self.check_spend(None).await?;
                 let messages = self.context(history, &request.text);
                 (String::new(), false, 0, system, messages)
             } else {
                 let (session, created) = self.resolve_session(&request.session).await?;
+                self.check_spend(Some(&session)).await?;
                 let history = self
                     .store
                     .recent_messages(&session.id, self.history_max_messages)
@@ -299,6 +422,7 @@ impl ChatBackend for Engine {
                         usage: Usage::default(),
                         status: MessageStatus::Complete,
                         stop_reason: None,
+                        cost_micros: 0,
                     })
                     .await
                     .map_err(store_error)?;
@@ -311,13 +435,7 @@ impl ChatBackend for Engine {
                     messages,
                 )
             };
-        let completion = CompletionRequest {
-            model: model.clone(),
-            system,
-            messages,
-            max_tokens: entry.max_tokens,
-            temperature: None,
-        };
+        let chain = self.chain(kind, entry, model.clone());
         let (tx, rx) = mpsc::channel(64);
         let started = TurnEvent::Started {
             session_id: session_id.clone(),
@@ -330,16 +448,19 @@ impl ChatBackend for Engine {
             tracing::info_span!("turn", session = %session_id, provider = %kind, model = %model);
         let turn = Turn {
             store: (!session_id.is_empty()).then(|| self.store.clone()),
-            provider: entry.client.clone(),
-            kind,
-            model,
+            chain,
+            answered_by: 0,
+            system,
+            messages,
             session_id,
             tx,
             shutdown: self.shutdown.clone(),
+            prices: self.prices.clone(),
+            day_spend: self.day_spend.clone(),
             _permit: permit,
         };
         self.tasks
-            .spawn(async move { turn.run(started, completion).await }.instrument(span));
+            .spawn(async move { turn.run(started).await }.instrument(span));
         Ok(ReceiverStream::new(rx).boxed())
     }
 
@@ -370,10 +491,8 @@ fn unstored(m: NewMessage) -> StoredMessage {
         usage: m.usage,
         status: m.status,
         stop_reason: m.stop_reason,
-        created_at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
+        created_at_ms: now_ms(),
+        cost_micros: m.cost_micros,
     }
 }
 
@@ -381,14 +500,26 @@ fn unstored(m: NewMessage) -> StoredMessage {
 struct Turn {
     /// `None` for a stateless turn: nothing is stored.
     store: Option<Store>,
-    provider: Arc<dyn Provider>,
-    kind: ProviderKind,
-    model: String,
+    /// The requested provider and model, then the fallbacks.
+    chain: Vec<Candidate>,
+    /// Index into `chain` of the candidate that is answering.
+    answered_by: usize,
+    system: Option<String>,
+    messages: Vec<ChatMessage>,
     session_id: String,
     tx: mpsc::Sender<TurnEvent>,
     shutdown: CancellationToken,
+    prices: Arc<PriceTable>,
+    day_spend: Arc<DaySpend>,
     /// Held until the turn ends.
     _permit: OwnedSemaphorePermit,
+}
+
+/// How one provider's attempt ended.
+enum Attempt {
+    /// Nothing reached the caller yet: another provider may take over.
+    FailedBeforeFirstToken(ProviderError),
+    Ended(End),
 }
 
 /// How the answer ended.
@@ -400,13 +531,14 @@ enum End {
 }
 
 impl Turn {
-    async fn run(self, started: TurnEvent, request: CompletionRequest) {
+    async fn run(mut self, started: TurnEvent) {
         let begun = std::time::Instant::now();
         // The caller may already be gone; the user's message is stored either way.
         let _ = self.tx.send(started).await;
         let mut text = String::new();
         let mut usage = Usage::default();
-        let end = self.relay(request, &mut text, &mut usage).await;
+        let end = self.relay(&mut text, &mut usage).await;
+        let answered = self.chain[self.answered_by].clone();
         let (status, stop_reason, error) = match end {
             End::Done(reason) => (MessageStatus::Complete, reason, None),
             End::Failed(e) => (
@@ -428,16 +560,19 @@ impl Turn {
             ),
         };
         let stored = if status == MessageStatus::Complete || !text.is_empty() {
+            let cost_micros = self.prices.cost_micros(&answered.model, usage);
             let message = NewMessage {
                 session_id: self.session_id.clone(),
                 role: Role::Assistant,
                 content: text,
-                provider: Some(self.kind.to_string()),
-                model: Some(self.model.clone()),
+                provider: Some(answered.kind.to_string()),
+                model: Some(answered.model.clone()),
                 usage,
                 status,
                 stop_reason,
+                cost_micros,
             };
+            self.day_spend.add(cost_micros).await;
             let stored = match &self.store {
                 Some(store) => store.append_message(message).await,
                 None => Ok(unstored(message)),
@@ -478,20 +613,59 @@ impl Turn {
         }
     }
 
-    async fn relay(&self, request: CompletionRequest, text: &mut String, usage: &mut Usage) -> End {
+    fn request(&self, c: &Candidate) -> CompletionRequest {
+        CompletionRequest {
+            model: c.model.clone(),
+            system: self.system.clone(),
+            messages: self.messages.clone(),
+            max_tokens: c.max_tokens,
+            temperature: None,
+        }
+    }
+
+    /// Streams the answer to the caller. A provider that fails before its first token with a
+    /// transient error (429, 5xx, timeout, broken stream) hands the turn to the next candidate;
+    /// after the first token a failure ends the turn.
+    async fn relay(&mut self, text: &mut String, usage: &mut Usage) -> End {
+        let mut index = 0;
+        loop {
+            self.answered_by = index;
+            let candidate = self.chain[index].clone();
+            let end = self.relay_one(&candidate, text, usage).await;
+            let next = index + 1;
+            match end {
+                Attempt::FailedBeforeFirstToken(e)
+                    if e.is_transient() && next < self.chain.len() =>
+                {
+                    let to = &self.chain[next];
+                    warn!(
+                        from = %format!("{}/{}", candidate.kind, candidate.model),
+                        to = %format!("{}/{}", to.kind, to.model),
+                        error = %e,
+                        "provider failed before the first token; failing over"
+                    );
+                    index = next;
+                }
+                Attempt::FailedBeforeFirstToken(e) => return End::Failed(provider_error(&e)),
+                Attempt::Ended(end) => return end,
+            }
+        }
+    }
+
+    async fn relay_one(&self, c: &Candidate, text: &mut String, usage: &mut Usage) -> Attempt {
         let mut events = tokio::select! {
-            r = self.provider.stream(request) => match r {
+            r = c.client.stream(self.request(c)) => match r {
                 Ok(s) => s,
-                Err(e) => return End::Failed(provider_error(&e)),
+                Err(e) => return Attempt::FailedBeforeFirstToken(e),
             },
-            _ = self.tx.closed() => return End::CallerGone,
-            _ = self.shutdown.cancelled() => return End::Shutdown,
+            _ = self.tx.closed() => return Attempt::Ended(End::CallerGone),
+            _ = self.shutdown.cancelled() => return Attempt::Ended(End::Shutdown),
         };
         loop {
             let next = tokio::select! {
                 next = events.next() => next,
-                _ = self.tx.closed() => return End::CallerGone,
-                _ = self.shutdown.cancelled() => return End::Shutdown,
+                _ = self.tx.closed() => return Attempt::Ended(End::CallerGone),
+                _ = self.shutdown.cancelled() => return Attempt::Ended(End::Shutdown),
             };
             match next {
                 Some(Ok(StreamEvent::TextDelta(delta))) => {
@@ -500,22 +674,25 @@ impl Turn {
                     }
                     text.push_str(&delta);
                     if self.tx.send(TurnEvent::Delta(delta)).await.is_err() {
-                        return End::CallerGone;
+                        return Attempt::Ended(End::CallerGone);
                     }
                 }
                 Some(Ok(StreamEvent::Usage(u))) => {
                     *usage = u;
                     if self.tx.send(TurnEvent::Usage(u)).await.is_err() {
-                        return End::CallerGone;
+                        return Attempt::Ended(End::CallerGone);
                     }
                 }
-                Some(Ok(StreamEvent::Done { stop_reason })) => return End::Done(stop_reason),
-                Some(Err(e)) => return End::Failed(provider_error(&e)),
+                Some(Ok(StreamEvent::Done { stop_reason })) => {
+                    return Attempt::Ended(End::Done(stop_reason));
+                }
+                Some(Err(e)) if text.is_empty() => return Attempt::FailedBeforeFirstToken(e),
+                Some(Err(e)) => return Attempt::Ended(End::Failed(provider_error(&e))),
                 None => {
-                    return End::Failed(TurnError::Unavailable(format!(
+                    return Attempt::Ended(End::Failed(TurnError::Unavailable(format!(
                         "{} ended the answer without finishing it",
-                        self.kind
-                    )));
+                        c.kind
+                    ))));
                 }
             }
         }

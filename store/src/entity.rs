@@ -15,6 +15,7 @@ pub(crate) mod sessions {
         pub created_at: i64,
         pub updated_at: i64,
         pub message_count: i64,
+        pub cost_micros: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -53,6 +54,7 @@ pub(crate) mod messages {
         pub status: String,
         pub stop_reason: Option<String>,
         pub created_at: i64,
+        pub cost_micros: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@
 mod access;
 mod entity;
 mod migration;
+mod usage;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +29,7 @@ pub use open_clanker_core::{MessageStatus, Role, Session, StoredMessage, Usage};
 pub use open_clanker_core::{AccessError, AccessStore, AllowedSender, NewPairing, PairingRequest};
 
 use entity::{messages, sessions};
+pub use usage::{DailyUsage, utc_day};
 
 /// How long a SQLite connection waits for a lock held by another connection before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,6 +96,9 @@ pub struct NewMessage {
     pub status: MessageStatus,
     /// The provider's stop reason, if any.
     pub stop_reason: Option<String>,
+    /// What the message cost, in millionths of a US dollar; added to the session's total and,
+    /// for messages with a provider and model, to the day's usage ledger.
+    pub cost_micros: i64,
 }
 
 /// One page of a listing.
@@ -133,6 +138,10 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    pub(crate) fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// Opens the database and applies migrations.
     ///
     /// `url` is a sea-orm/sqlx URL, e.g. `"sqlite:///abs/path/open-clanker.db?mode=rwc"` or
@@ -213,6 +222,7 @@ impl Store {
             created_at: now,
             updated_at: now,
             message_count: 0,
+            cost_micros: 0,
         };
         let active = sessions::ActiveModel {
             id: Set(model.id.clone()),
@@ -221,6 +231,7 @@ impl Store {
             created_at: Set(model.created_at),
             updated_at: Set(model.updated_at),
             message_count: Set(model.message_count),
+            cost_micros: Set(model.cost_micros),
         };
         sessions::Entity::insert(active)
             .exec_without_returning(&self.db)
@@ -369,6 +380,11 @@ impl Store {
                 sessions::Column::MessageCount,
                 Expr::col((sessions::Entity, sessions::Column::MessageCount)).add(1i64),
             )
+            .col_expr(
+                sessions::Column::CostMicros,
+                Expr::col((sessions::Entity, sessions::Column::CostMicros))
+                    .add(message.cost_micros),
+            )
             .filter(sessions::Column::Id.eq(message.session_id.as_str()))
             .exec(&txn)
             .await?;
@@ -399,11 +415,24 @@ impl Store {
             status: Set(message.status.as_str().to_owned()),
             stop_reason: Set(message.stop_reason.clone()),
             created_at: Set(now),
+            cost_micros: Set(message.cost_micros),
         };
         let id = messages::Entity::insert(active)
             .exec(&txn)
             .await?
             .last_insert_id;
+        if let (Some(provider), Some(model)) = (&message.provider, &message.model) {
+            usage::record(
+                &txn,
+                utc_day(now),
+                provider,
+                model,
+                input_tokens,
+                output_tokens,
+                message.cost_micros,
+            )
+            .await?;
+        }
         txn.commit().await?;
 
         Ok(StoredMessage {
@@ -417,6 +446,7 @@ impl Store {
             status: message.status,
             stop_reason: message.stop_reason,
             created_at_ms: now,
+            cost_micros: message.cost_micros,
         })
     }
 
@@ -778,6 +808,7 @@ fn session_from_model(model: sessions::Model) -> Result<Session, StoreError> {
         created_at_ms: model.created_at,
         updated_at_ms: model.updated_at,
         message_count,
+        cost_micros: model.cost_micros,
     })
 }
 
@@ -819,6 +850,7 @@ fn message_from_model(model: messages::Model) -> Result<StoredMessage, StoreErro
         status,
         stop_reason: model.stop_reason,
         created_at_ms: model.created_at,
+        cost_micros: model.cost_micros,
     })
 }
 

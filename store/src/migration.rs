@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(CreateSessionsAndMessages),
             Box::new(crate::access::CreateChannelAccess),
+            Box::new(crate::usage::AddSpend),
         ]
     }
 }
