@@ -219,6 +219,17 @@ pub async fn relay<S: ReplySink>(
         text = "(the model returned an empty answer)".to_owned();
     }
     let parts = split_markdown(&text, limit);
+    // The final round keeps the pace too (platforms count edits against the chat's rate limit),
+    // and honours a 429 that an intermediate round received.
+    let changes = parts.len() != shown.messages.len()
+        || shown
+            .messages
+            .iter()
+            .zip(&parts)
+            .any(|((_, shown), part)| shown != part);
+    if changes {
+        tokio::time::sleep_until(next_flush).await;
+    }
     let send_error = match shown.sync(sink, &parts, Some(cfg.retry)).await {
         Ok(()) => None,
         Err(e) => {
@@ -317,6 +328,7 @@ pub(crate) mod tests {
             status: MessageStatus::Complete,
             stop_reason: None,
             created_at_ms: 0,
+            cost_micros: 0,
         }
     }
 

@@ -53,7 +53,7 @@ pub enum Failure {
 /// One Bot API call as received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
-    /// The Bot API method, e.g. `sendMessage`.
+    /// The Bot API method as called (Telegram ignores its case: teloxide sends `SendMessage`).
     pub method: String,
     /// The parameters (JSON body, or the multipart fields as strings).
     pub params: Value,
@@ -204,7 +204,7 @@ impl TelegramStandIn {
     /// Answers the next call of `method` with `failure` (queued failures are used in order).
     pub fn fail_next(&self, method: &str, failure: Failure) {
         lock(&self.shared.failures)
-            .entry(method.to_owned())
+            .entry(method.to_ascii_lowercase())
             .or_default()
             .push_back(failure);
     }
@@ -218,7 +218,7 @@ impl TelegramStandIn {
     pub fn calls_of(&self, method: &str) -> Vec<Call> {
         self.calls()
             .into_iter()
-            .filter(|c| c.method == method)
+            .filter(|c| c.method.eq_ignore_ascii_case(method))
             .collect()
     }
 
@@ -368,7 +368,7 @@ async fn api(
     let (status, answer) = if bot.strip_prefix("bot") != Some(shared.token.as_str()) {
         error(401, "Unauthorized")
     } else if let Some(f) = lock(&shared.failures)
-        .get_mut(&method)
+        .get_mut(&method.to_ascii_lowercase())
         .and_then(VecDeque::pop_front)
     {
         failure_response(&f)
@@ -390,8 +390,9 @@ fn as_i64(v: &Value) -> Option<i64> {
 }
 
 async fn handle(shared: &Shared, method: &str, p: &Value) -> (StatusCode, Value) {
-    match method {
-        "getMe" => {
+    // Method names are case-insensitive.
+    match method.to_ascii_lowercase().as_str() {
+        "getme" => {
             let mut me = bot_user_json();
             me["can_join_groups"] = json!(true);
             me["can_read_all_group_messages"] = json!(false);
@@ -400,7 +401,7 @@ async fn handle(shared: &Shared, method: &str, p: &Value) -> (StatusCode, Value)
             me["has_main_web_app"] = json!(false);
             ok(me)
         }
-        "getUpdates" => {
+        "getupdates" => {
             let offset = p.get("offset").and_then(as_i64).unwrap_or(0);
             let timeout = p.get("timeout").and_then(as_i64).unwrap_or(0).clamp(0, 50);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout as u64);
@@ -424,9 +425,9 @@ async fn handle(shared: &Shared, method: &str, p: &Value) -> (StatusCode, Value)
                 }
             }
         }
-        "sendMessage" | "editMessageText" => send_or_edit(shared, method, p),
-        "sendChatAction" | "deleteWebhook" | "setWebhook" | "setMyCommands"
-        | "deleteMyCommands" => ok(json!(true)),
+        "sendmessage" | "editmessagetext" => send_or_edit(shared, method, p),
+        "sendchataction" | "deletewebhook" | "setwebhook" | "setmycommands"
+        | "deletemycommands" => ok(json!(true)),
         _ => error(404, "Not Found: method not found"),
     }
 }
@@ -463,7 +464,7 @@ fn send_or_edit(shared: &Shared, method: &str, p: &Value) -> (StatusCode, Value)
     if text.chars().map(char::len_utf16).sum::<usize>() > MESSAGE_LIMIT {
         return error(
             400,
-            if method == "sendMessage" {
+            if method.eq_ignore_ascii_case("sendMessage") {
                 "Bad Request: message is too long"
             } else {
                 "Bad Request: MESSAGE_TOO_LONG"
@@ -471,7 +472,7 @@ fn send_or_edit(shared: &Shared, method: &str, p: &Value) -> (StatusCode, Value)
         );
     }
     let mut sent = lock(&shared.sent);
-    if method == "sendMessage" {
+    if method.eq_ignore_ascii_case("sendMessage") {
         let message_id = shared.next_message_id.fetch_add(1, Ordering::SeqCst);
         let reply_to = p
             .get("reply_parameters")

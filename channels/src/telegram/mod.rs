@@ -428,6 +428,7 @@ impl Channel {
             reply_to: is_group.then_some(message.id),
             thread: message.thread_id.filter(|_| message.is_topic_message),
             token: self.settings.token.clone(),
+            plain: Default::default(),
         };
         Some((inbound, sink))
     }

@@ -1,6 +1,8 @@
 //! [`ReplySink`] over the Bot API: HTML rendered from Markdown, plain text when Telegram refuses the
 //! entities, 429 `retry_after` and network errors mapped for the relay.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use teloxide::payloads::{EditMessageTextSetters, SendChatActionSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{
@@ -21,6 +23,9 @@ pub struct TelegramSink {
     pub(crate) thread: Option<ThreadId>,
     /// The bot token, to keep it out of error messages (reqwest errors include the URL).
     pub(crate) token: String,
+    /// Set once Telegram refused this answer's formatting: the rest of it goes as plain text
+    /// (no second failed call per edit).
+    pub(crate) plain: AtomicBool,
 }
 
 /// Removes the token from an error's text.
@@ -67,6 +72,12 @@ fn no_preview() -> LinkPreviewOptions {
 }
 
 impl TelegramSink {
+    /// Remembers that Telegram refused the formatting.
+    fn refused(&self, e: &RequestError) {
+        tracing::debug!(error = %redact(&e.to_string(), &self.token), "Telegram refused the HTML; plain text from now on");
+        self.plain.store(true, Ordering::Relaxed);
+    }
+
     async fn send_as(&self, text: &str, html: bool) -> Result<MessageId, RequestError> {
         let mut request = self
             .bot
@@ -120,29 +131,31 @@ impl ReplySink for TelegramSink {
     }
 
     async fn send(&self, markdown: &str) -> Result<MessageId, SendError> {
-        match self.send_as(&to_telegram_html(markdown), true).await {
-            Ok(id) => Ok(id),
-            Err(e) if formatting_refused(&e) => {
-                tracing::debug!(error = %redact(&e.to_string(), &self.token), "HTML refused; sending plain text");
-                self.send_as(markdown, false)
-                    .await
-                    .map_err(|e| send_error(&e, &self.token))
+        if !self.plain.load(Ordering::Relaxed) {
+            match self.send_as(&to_telegram_html(markdown), true).await {
+                Ok(id) => return Ok(id),
+                Err(e) if formatting_refused(&e) => self.refused(&e),
+                Err(e) => return Err(send_error(&e, &self.token)),
             }
-            Err(e) => Err(send_error(&e, &self.token)),
         }
+        self.send_as(markdown, false)
+            .await
+            .map_err(|e| send_error(&e, &self.token))
     }
 
     async fn edit(&self, handle: &MessageId, markdown: &str) -> Result<(), SendError> {
-        match self
-            .edit_as(*handle, &to_telegram_html(markdown), true)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if formatting_refused(&e) => self
-                .edit_as(*handle, markdown, false)
+        if !self.plain.load(Ordering::Relaxed) {
+            match self
+                .edit_as(*handle, &to_telegram_html(markdown), true)
                 .await
-                .map_err(|e| send_error(&e, &self.token)),
-            Err(e) => Err(send_error(&e, &self.token)),
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if formatting_refused(&e) => self.refused(&e),
+                Err(e) => return Err(send_error(&e, &self.token)),
+            }
         }
+        self.edit_as(*handle, markdown, false)
+            .await
+            .map_err(|e| send_error(&e, &self.token))
     }
 }
