@@ -208,6 +208,34 @@ impl Store {
         self.db.ping().await.map_err(StoreError::from)
     }
 
+    /// Checks the database file for corruption (`PRAGMA integrity_check` on SQLite; PostgreSQL
+    /// guards its own pages, so there it only pings). `Ok(())` when sound.
+    pub async fn check_integrity(&self) -> Result<(), StoreError> {
+        use sea_orm::ConnectionTrait as _;
+        if self.db.get_database_backend() != DbBackend::Sqlite {
+            return self.ping().await;
+        }
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA integrity_check",
+            ))
+            .await?;
+        let findings: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.try_get_by_index::<String>(0).ok())
+            .collect();
+        if findings.len() == 1 && findings[0] == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Database(format!(
+                "integrity check failed: {}",
+                findings.join("; ")
+            )))
+        }
+    }
+
     /// Creates a session with a fresh UUID v7 id.
     pub async fn create_session(
         &self,
