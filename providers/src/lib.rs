@@ -43,6 +43,8 @@ mod anthropic;
 mod error;
 mod http;
 mod openai;
+#[cfg(test)]
+mod proptests;
 mod sse;
 
 pub use anthropic::{ANTHROPIC_VERSION, AnthropicProvider};
