@@ -10,6 +10,7 @@ const FILES: &[&str] = &[
     "openclanker/v1/chat.proto",
     "openclanker/v1/session.proto",
     "openclanker/v1/gateway.proto",
+    "openclanker/v1/access.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

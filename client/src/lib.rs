@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 pub use open_clanker_proto::v1 as pb;
+use pb::access_service_client::AccessServiceClient;
 use pb::chat_service_client::ChatServiceClient;
 use pb::gateway_service_client::GatewayServiceClient;
 use pb::session_service_client::SessionServiceClient;
@@ -128,6 +129,11 @@ impl Client {
 
     pub fn gateway_client(&self) -> GatewayServiceClient<Transport> {
         GatewayServiceClient::new(self.transport())
+    }
+
+    /// The chat channels' pairing codes and allowlist.
+    pub fn access_client(&self) -> AccessServiceClient<Transport> {
+        AccessServiceClient::new(self.transport())
     }
 
     /// Starts a turn; the stream yields its events.

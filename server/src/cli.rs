@@ -85,6 +85,9 @@ pub enum Command {
     /// List, show, reset or delete sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// List and approve pairing codes; list and revoke who may talk on the chat channels.
+    #[command(subcommand)]
+    Pairing(PairingCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +120,143 @@ pub enum SessionsCommand {
         #[command(flatten)]
         target: Target,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PairingCommand {
+    /// Pending pairing codes: unknown senders waiting for approval.
+    List {
+        /// Only this channel's (telegram, discord).
+        #[arg(long)]
+        channel: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Approve a pairing code: its sender may talk to the assistant from now on.
+    Approve {
+        /// telegram or discord.
+        channel: String,
+        /// The code the sender was given.
+        code: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Take a sender off the allowlist.
+    Revoke {
+        /// telegram or discord.
+        channel: String,
+        /// The sender's user id (see `pairing allowed`).
+        sender: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The senders allowed to talk to the assistant.
+    Allowed {
+        /// Only this channel's (telegram, discord).
+        #[arg(long)]
+        channel: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `open-clanker pairing ...`.
+async fn pairing(cmd: PairingCommand) -> Result<(), CliError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match cmd {
+        PairingCommand::List { channel, target } => {
+            let list = target
+                .connect()
+                .await?
+                .access_client()
+                .list_pairings(pb::ListPairingsRequest {
+                    channel: channel.unwrap_or_default(),
+                })
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            if list.pairings.is_empty() {
+                println!("no pending pairing codes");
+            }
+            for p in list.pairings {
+                let left = p
+                    .expire_time
+                    .map(|t| (t.seconds - now).max(0) / 60)
+                    .unwrap_or(0);
+                println!(
+                    "{:<9} {}  sender {:<14} {:<30} expires in {left} min",
+                    p.channel, p.code, p.sender, p.label
+                );
+            }
+            Ok(())
+        }
+        PairingCommand::Approve {
+            channel,
+            code,
+            target,
+        } => {
+            let answer = target
+                .connect()
+                .await?
+                .access_client()
+                .approve_pairing(pb::ApprovePairingRequest {
+                    channel: channel.clone(),
+                    code,
+                })
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            let s = answer.sender.unwrap_or_default();
+            println!(
+                "approved: {} sender {} {} may talk to the assistant",
+                s.channel, s.sender, s.label
+            );
+            Ok(())
+        }
+        PairingCommand::Revoke {
+            channel,
+            sender,
+            target,
+        } => {
+            target
+                .connect()
+                .await?
+                .access_client()
+                .revoke_sender(pb::RevokeSenderRequest {
+                    channel: channel.clone(),
+                    sender: sender.clone(),
+                })
+                .await
+                .map_err(ClientError::from)?;
+            println!("revoked: {channel} sender {sender}");
+            Ok(())
+        }
+        PairingCommand::Allowed { channel, target } => {
+            let list = target
+                .connect()
+                .await?
+                .access_client()
+                .list_allowed(pb::ListAllowedRequest {
+                    channel: channel.unwrap_or_default(),
+                })
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            if list.senders.is_empty() {
+                println!("nobody is allowed yet");
+            }
+            for s in list.senders {
+                println!(
+                    "{:<9} {:<14} {:<8} {}",
+                    s.channel, s.sender, s.source, s.label
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -226,6 +366,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Sessions(cmd) => sessions(cmd).await,
+        Command::Pairing(cmd) => pairing(cmd).await,
         Command::Doctor => {
             let checks = crate::doctor::run(cli.config.as_deref()).await;
             if crate::doctor::report(&checks) {
@@ -323,6 +464,22 @@ fn print_status(s: &pb::GetStatusResponse) {
             println!("store: {}, UNHEALTHY: {}", st.backend, st.error);
         }
     }
+    if !s.channels.is_empty() {
+        println!("channels:");
+    }
+    for c in &s.channels {
+        let state = match (c.enabled, c.connected) {
+            (false, _) => "off (no token)".to_string(),
+            (true, true) => format!("connected as {}", c.bot_name),
+            (true, false) => "not connected".to_string(),
+        };
+        let error = if c.last_error.is_empty() {
+            String::new()
+        } else {
+            format!("  last error: {}", c.last_error)
+        };
+        println!("  {:<10} {state}{error}", c.name);
+    }
 }
 
 fn status_json(s: &pb::GetStatusResponse) -> serde_json::Value {
@@ -343,6 +500,13 @@ fn status_json(s: &pb::GetStatusResponse) -> serde_json::Value {
             "messages": st.message_count,
             "error": st.error,
         })),
+        "channels": s.channels.iter().map(|c| serde_json::json!({
+            "name": c.name,
+            "enabled": c.enabled,
+            "connected": c.connected,
+            "bot_name": c.bot_name,
+            "last_error": c.last_error,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -67,6 +67,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub chat: ChatConfig,
     pub providers: ProvidersConfig,
+    pub channels: crate::channels::ChannelsConfig,
     pub auth: crate::security::AuthConfig,
     pub tls: crate::security::TlsConfig,
     pub limits: crate::security::LimitsConfig,
@@ -80,6 +81,7 @@ impl fmt::Debug for Config {
             .field("store", &self.store)
             .field("chat", &self.chat)
             .field("providers", &self.providers)
+            .field("channels", &self.channels)
             .field("auth", &self.auth)
             .field("tls", &self.tls)
             .field("limits", &self.limits)
@@ -369,6 +371,7 @@ pub fn from_sources(
             message: e.to_string(),
         }),
     }
+    problems.extend(crate::channels::apply_env(&mut config, &env));
     problems.extend(validate(&config));
     if problems.is_empty() {
         Ok(config)
@@ -539,6 +542,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         }
     }
     problems.extend(crate::security::validate(c));
+    problems.extend(crate::channels::validate(c));
     problems
 }
 
@@ -622,6 +626,39 @@ max_tokens = 4096
 connect_timeout_secs = 10
 idle_timeout_secs = 120
 max_retries = 2
+
+[channels.telegram]
+# Talk to the assistant on Telegram: create a bot with @BotFather and set its token, better in
+# TELEGRAM_BOT_TOKEN. Without a token the channel is off.
+# bot_token = "123456:ABC-..."
+# The Bot API server (OPEN_CLANKER_TELEGRAM_API_URL).
+api_url = "https://api.telegram.org"
+# Direct messages from people on no allowlist: "pairing" (they get a code the owner approves with
+# `open-clanker pairing approve telegram <code>`), "allowlist" (ignored), "open" (everyone is
+# answered) or "disabled".
+dm_policy = "pairing"
+# Telegram user ids always allowed in direct messages (OPEN_CLANKER_TELEGRAM_ALLOW_FROM="1,2").
+allow_from = []
+# Groups: "allowlist" (only the groups or users in group_allow_from), "open" or "disabled".
+group_policy = "allowlist"
+group_allow_from = []
+# In groups, answer only messages that mention the bot or reply to it.
+require_mention = true
+# "polling" (getUpdates long polling) or "webhook" (Telegram posts to webhook_url, whose path the
+# gateway serves on its own port; put an https proxy in front).
+mode = "polling"
+# webhook_url = "https://bot.example.com/telegram/<random>"
+# webhook_secret = "..."       # better: TELEGRAM_WEBHOOK_SECRET
+poll_timeout_secs = 25
+
+[channels.discord]
+# bot_token = "..."            # better: DISCORD_BOT_TOKEN (the Discord channel is coming next)
+dm_policy = "pairing"
+allow_from = []
+group_policy = "allowlist"
+group_allow_from = []
+require_mention = true
+
 [auth]
 # Once any token is set, every API call (gRPC, gRPC-Web, /v1/*) needs
 # "authorization: Bearer <token>"; /health and the gRPC health service stay open. Tokens are

@@ -138,6 +138,8 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
         .collect();
     let configured: Vec<&str> = configured_kinds.iter().map(|k| k.as_str()).collect();
     let engine = Arc::new(Engine::new(&config, store, providers));
+    // Chat channels (Telegram, Discord) run turns through the engine like the Chat RPC does.
+    let mut channels = crate::channels::start(&config, engine.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -180,9 +182,16 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
             engine: engine.clone(),
             config: config.clone(),
             started,
+            channels: channels.status(),
         })
         .max_decoding_message_size(max_bytes),
     )
+    .add_service(pb::access_service_server::AccessServiceServer::new(
+        crate::access_api::AccessApi {
+            access: Arc::new(engine.store().clone()),
+            config: config.clone(),
+        },
+    ))
     .add_service(health_service)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha);
@@ -215,6 +224,8 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
         router = router.layer(cors);
     }
 
+    // The Telegram webhook (when configured) checks its own secret, outside the API-token guard.
+    let router = channels.mount(router);
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -250,6 +261,7 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
         r = &mut server => return finish(r),
         _ = shutdown_signal() => {}
     }
+    channels.stop();
     let grace = config.shutdown_grace();
     info!(
         grace_secs = grace.as_secs(),
@@ -281,6 +293,7 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
             }
         }
     };
+    channels.join(Duration::from_secs(5)).await;
     engine.interrupt_all().await;
     info!("stopped");
     finish(result)

@@ -337,6 +337,8 @@ pub struct GatewayApi {
     pub engine: Arc<Engine>,
     pub config: Arc<Config>,
     pub started: Instant,
+    /// The chat channels' states.
+    pub channels: open_clanker_channels::StatusBoard,
 }
 
 #[tonic::async_trait]
@@ -383,6 +385,18 @@ impl pb::gateway_service_server::GatewayService for GatewayApi {
             default_provider: self.config.default_provider().to_string(),
             providers,
             store: Some(store_status),
+            channels: self
+                .channels
+                .snapshot()
+                .into_iter()
+                .map(|c| pb::ChannelStatus {
+                    name: c.name,
+                    enabled: c.enabled,
+                    connected: c.connected,
+                    bot_name: c.bot_name,
+                    last_error: c.last_error,
+                })
+                .collect(),
         }))
     }
 }

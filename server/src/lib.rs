@@ -2,7 +2,9 @@
 //!
 //! The binary (`open-clanker`) is a thin `main` over [`cli`].
 
+pub mod access_api;
 pub mod cli;
+pub mod channels;
 pub mod config;
 pub mod doctor;
 pub mod engine;

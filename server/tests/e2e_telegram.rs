@@ -1,0 +1,484 @@
+//! The Telegram channel end to end: the real gateway binary, the Telegram Bot API stand-in and the
+//! stand-in provider, all on 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use open_clanker_testkit::telegram::{self, BOT_USERNAME, Failure, TelegramStandIn};
+use open_clanker_testkit::{StandIn, StandInConfig, spawn};
+
+const TOKEN: &str = "123456:TEST-token_abcdefghij";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Setup {
+    provider: StandIn,
+    tg: TelegramStandIn,
+    gw: Gateway,
+    _home: tempfile::TempDir,
+}
+
+/// A gateway with Telegram pointed at a fresh stand-in.
+async fn setup(extra: &[(&str, &str)]) -> Setup {
+    setup_with(extra, None).await
+}
+
+/// The same, with a config file.
+async fn setup_with(extra: &[(&str, &str)], config: Option<&str>) -> Setup {
+    let provider = spawn(StandInConfig {
+        api_key: KEY.to_string(),
+        default_delay: Duration::ZERO,
+    })
+    .await
+    .expect("provider stand-in");
+    let tg = telegram::spawn(TOKEN).await.expect("telegram stand-in");
+    let home = tempfile::tempdir().unwrap();
+    if let Some(text) = config {
+        std::fs::write(home.path().join("open-clanker.toml"), text).unwrap();
+    }
+    let anthropic = provider.anthropic_base_url();
+    let api = tg.api_url();
+    let mut env = vec![
+        ("ANTHROPIC_API_KEY", KEY),
+        ("ANTHROPIC_BASE_URL", anthropic.as_str()),
+        ("TELEGRAM_BOT_TOKEN", TOKEN),
+        ("OPEN_CLANKER_TELEGRAM_API_URL", api.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let gw = Gateway::start(home.path(), &env);
+    Setup {
+        provider,
+        tg,
+        gw,
+        _home: home,
+    }
+}
+
+impl Setup {
+    async fn polling(&self) {
+        assert!(
+            self.tg
+                .wait_until(WAIT, |t| !t.calls_of("getUpdates").is_empty())
+                .await,
+            "the channel never polled: {:?}",
+            self.tg.calls()
+        );
+    }
+
+    /// Waits until chat `chat` has `n` messages from the bot and none changes for a moment.
+    async fn settled(&self, chat: i64, n: usize) -> Vec<telegram::SentMessage> {
+        assert!(
+            self.tg
+                .wait_until(WAIT, |t| t.messages(chat).len() >= n)
+                .await,
+            "expected {n} messages in chat {chat}; calls: {:#?}",
+            self.tg.calls()
+        );
+        // Let the final edits land.
+        let mut last = self.tg.messages(chat);
+        loop {
+            tokio::time::sleep(Duration::from_millis(1800)).await;
+            let now = self.tg.messages(chat);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.gw.cli(args);
+        (out.status.success(), stdout(&out), stderr(&out))
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let (ok, out, err) = self.cli(&["status", "--json"]);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// The session id and message count of the session with this exact key.
+    fn session(&self, key: &str) -> Option<(String, u64)> {
+        let (ok, out, err) = self.cli(&["sessions", "list", "--prefix", key]);
+        assert!(ok, "{err}");
+        out.lines().find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.contains(&key)
+                .then(|| (cols[0].to_string(), cols[1].parse().unwrap()))
+        })
+    }
+}
+
+/// The pairing code in a pairing message.
+fn code_in(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| {
+            w.len() == 8
+                && w.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        })
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_dm_gets_a_streamed_reply_that_is_stored() {
+    let s = setup(&[("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42")]).await;
+    s.polling().await;
+    let status = s.status();
+    assert_eq!(status["channels"][0]["name"], "telegram");
+    assert_eq!(status["channels"][0]["connected"], true, "{status}");
+    assert_eq!(
+        status["channels"][0]["bot_name"],
+        format!("@{BOT_USERNAME}")
+    );
+    assert_eq!(status["channels"][1]["name"], "discord");
+    assert_eq!(status["channels"][1]["enabled"], false);
+
+    s.tg.push_text(
+        42,
+        42,
+        "one two three four five six seven **eight** #delay=300",
+    );
+    let messages = s.settled(42, 1).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let answer = "echo: one two three four five six seven eight #delay=300";
+    assert_eq!(messages[0].text, answer, "the Markdown is rendered");
+    assert_eq!(messages[0].parse_mode.as_deref(), Some("HTML"));
+    assert!(
+        messages[0].raw.contains("<b>eight</b>"),
+        "{}",
+        messages[0].raw
+    );
+    // Streamed: a first message, then edits at a throttled pace.
+    assert!(messages[0].edits >= 1, "{:#?}", s.tg.calls());
+    let edits = s.tg.calls_of("editMessageText");
+    for pair in edits.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(1400),
+            "edits too fast: {edits:#?}"
+        );
+    }
+    assert!(!s.tg.calls_of("sendChatAction").is_empty());
+    assert_eq!(s.tg.calls_of("sendMessage").len(), 1);
+    assert_eq!(s.tg.pending_updates(), 0, "the update was confirmed");
+
+    // Stored in the chat's session, found by its key.
+    let (id, count) = s.session("telegram:42").expect("session telegram:42");
+    assert_eq!(count, 2);
+    let (ok, out, err) = s.cli(&["sessions", "show", &id]);
+    assert!(ok, "{err}");
+    assert!(out.contains("user: one two three"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "assistant: {}",
+            answer.replace("eight", "**eight**")
+        )),
+        "{out}"
+    );
+    let (exit, _, logs) = s.gw.terminate();
+    assert!(exit.success(), "{logs}");
+    assert!(!logs.contains(TOKEN), "the bot token leaked into the logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_pairs_and_is_answered_after_approval() {
+    let s = setup(&[]).await;
+    s.polling().await;
+    s.tg.push_text(77, 77, "hello?");
+    let messages = s.settled(77, 1).await;
+    let code = code_in(&messages[0].text);
+    assert!(
+        messages[0]
+            .text
+            .contains(&format!("open-clanker pairing approve telegram {code}"))
+    );
+    assert_eq!(
+        s.provider.request_count(),
+        0,
+        "a stranger's message reached the model"
+    );
+    assert!(
+        s.session("telegram:77").is_none(),
+        "nothing is stored for strangers"
+    );
+
+    // The same stranger asking again gets the same code.
+    s.tg.push_text(77, 77, "please");
+    let messages = s.settled(77, 2).await;
+    assert_eq!(code_in(&messages[1].text), code);
+
+    let (ok, out, err) = s.cli(&["pairing", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&code) && out.contains("77") && out.contains("@user77"),
+        "{out}"
+    );
+
+    // Bad channel and unknown code are refused with clear errors.
+    let (ok, _, err) = s.cli(&["pairing", "approve", "slack", &code]);
+    assert!(!ok && err.contains("unknown channel"), "{err}");
+    let (ok, _, err) = s.cli(&["pairing", "approve", "telegram", "ZZZZ2222"]);
+    assert!(!ok && err.to_lowercase().contains("not found"), "{err}");
+
+    let (ok, out, err) = s.cli(&["pairing", "approve", "telegram", &code.to_lowercase()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("77"), "{out}");
+    let (ok, _, _) = s.cli(&["pairing", "approve", "telegram", &code]);
+    assert!(!ok, "a code is used once");
+    let (ok, out, _) = s.cli(&["pairing", "allowed"]);
+    assert!(ok && out.contains("77") && out.contains("pairing"), "{out}");
+
+    s.tg.push_text(77, 77, "now?");
+    let messages = s.settled(77, 3).await;
+    assert_eq!(messages[2].text, "echo: now?");
+    assert_eq!(s.provider.request_count(), 1);
+
+    // Revoked: back to pairing.
+    let (ok, _, err) = s.cli(&["pairing", "revoke", "telegram", "77"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.cli(&["pairing", "revoke", "telegram", "77"]);
+    assert!(!ok && err.to_lowercase().contains("not"), "{err}");
+    s.tg.push_text(77, 77, "still there?");
+    let messages = s.settled(77, 4).await;
+    assert_ne!(code_in(&messages[3].text), code, "a fresh code");
+    assert_eq!(s.provider.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_answers_are_split_and_reset_starts_afresh() {
+    let s = setup(&[("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42")]).await;
+    s.polling().await;
+    s.tg.push_text(42, 42, "#tokens=1500");
+    let messages = s.settled(42, 3).await;
+    let answer: String = (0..1500)
+        .map(|i| format!("tok{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(answer.len() > 2 * 4096);
+    assert_eq!(
+        messages.len(),
+        3,
+        "{:?}",
+        messages.iter().map(|m| m.text.len()).collect::<Vec<_>>()
+    );
+    for m in &messages {
+        assert!(m.text.chars().count() <= 4096);
+        assert!(!m.text.starts_with(' ') && !m.text.ends_with(' '));
+    }
+    let joined: Vec<&str> = messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(joined.join(" "), answer, "words are whole and in order");
+
+    let (_, count) = s.session("telegram:42").unwrap();
+    assert_eq!(count, 2);
+    s.tg.push_text(42, 42, "/reset");
+    let messages = s.settled(42, 4).await;
+    assert!(
+        messages[3].text.contains("Fresh start"),
+        "{}",
+        messages[3].text
+    );
+    let (_, count) = s.session("telegram:42").unwrap();
+    assert_eq!(count, 0, "history cleared");
+    s.tg.push_text(42, 42, "again");
+    let messages = s.settled(42, 5).await;
+    assert_eq!(messages[4].text, "echo: again");
+    // The provider saw no earlier history after the reset.
+    let last = s.provider.requests().pop().unwrap();
+    assert_eq!(
+        last.body["messages"].as_array().unwrap().len(),
+        1,
+        "{}",
+        last.body
+    );
+
+    s.tg.push_text(42, 42, "/status");
+    let messages = s.settled(42, 6).await;
+    assert!(
+        messages[5].text.contains("telegram:42") && messages[5].text.contains("2 messages"),
+        "{}",
+        messages[5].text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_waited_out_and_refused_html_falls_back_to_plain_text() {
+    let s = setup(&[("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42")]).await;
+    s.polling().await;
+    s.tg.fail_next("sendMessage", Failure::RetryAfter(2));
+    s.tg.push_text(42, 42, "hi");
+    let messages = s.settled(42, 1).await;
+    assert_eq!(messages[0].text, "echo: hi");
+    let sends = s.tg.calls_of("sendMessage");
+    assert_eq!(sends[0].status, 429);
+    let ok = sends
+        .iter()
+        .find(|c| c.status == 200)
+        .expect("a successful send");
+    assert!(
+        ok.at - sends[0].at >= Duration::from_secs(2),
+        "retry_after honoured: {sends:#?}"
+    );
+
+    s.tg.fail_next("sendMessage", Failure::CantParseEntities);
+    s.tg.push_text(42, 42, "plain *please*");
+    let messages = s.settled(42, 2).await;
+    assert_eq!(messages[1].parse_mode, None, "resent without formatting");
+    assert_eq!(messages[1].text, "echo: plain *please*");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_answer_mentions_with_per_sender_sessions() {
+    let s = setup_with(
+        &[("OPEN_CLANKER_TELEGRAM_DM_POLICY", "allowlist")],
+        Some("[channels.telegram]\ngroup_allow_from = [-100]\n"),
+    )
+    .await;
+    s.polling().await;
+    s.tg.push_text(-100, 5, "talking among ourselves");
+    let asked =
+        s.tg.push_text(-100, 5, &format!("@{BOT_USERNAME} what is up"));
+    let messages = s.settled(-100, 1).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].text, "echo: what is up");
+    assert_eq!(messages[0].reply_to, Some(asked));
+    // Another member replies to the bot: answered in their own session.
+    s.tg.push_message(-100, 6, "and me", Some(messages[0].message_id));
+    let messages = s.settled(-100, 2).await;
+    assert_eq!(messages[1].text, "echo: and me");
+    assert_eq!(s.session("telegram:-100:5").unwrap().1, 2);
+    assert_eq!(s.session("telegram:-100:6").unwrap().1, 2);
+    assert_eq!(s.provider.request_count(), 2);
+    // Another group is not on the list.
+    s.tg.push_text(-200, 5, &format!("@{BOT_USERNAME} hi"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(s.tg.messages(-200).is_empty());
+    // Under the allowlist DM policy a stranger is ignored: no code, no model.
+    s.tg.push_text(9, 9, "anyone?");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(s.tg.messages(9).is_empty());
+    assert_eq!(s.provider.request_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_leaves_the_gateway_serving() {
+    let provider = spawn(StandInConfig {
+        api_key: KEY.to_string(),
+        default_delay: Duration::ZERO,
+    })
+    .await
+    .unwrap();
+    let tg = telegram::spawn("999:the-real-token").await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let anthropic = provider.anthropic_base_url();
+    let api = tg.api_url();
+    let gw = Gateway::start(
+        home.path(),
+        &[
+            ("ANTHROPIC_API_KEY", KEY),
+            ("ANTHROPIC_BASE_URL", anthropic.as_str()),
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("OPEN_CLANKER_TELEGRAM_API_URL", api.as_str()),
+        ],
+    );
+    assert!(
+        tg.wait_until(WAIT, |t| !t.calls_of("getMe").is_empty())
+            .await
+    );
+    let mut status = serde_json::Value::Null;
+    for _ in 0..50 {
+        let out = gw.cli(&["status", "--json"]);
+        status = serde_json::from_str(&stdout(&out)).unwrap();
+        if status["channels"][0]["last_error"] != "" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tg_status = &status["channels"][0];
+    assert_eq!(tg_status["enabled"], true);
+    assert_eq!(tg_status["connected"], false);
+    assert!(
+        tg_status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("rejected the bot token"),
+        "{status}"
+    );
+    assert!(gw.cli(&["health"]).status.success());
+    let out = gw.cli(&["chat", "still here?"]);
+    assert_eq!(stdout(&out), "echo: still here?\n");
+    let out = gw.cli(&["status"]);
+    assert!(
+        stdout(&out).contains("rejected the bot token"),
+        "{}",
+        stdout(&out)
+    );
+    // One attempt, no hammering.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(tg.calls_of("getMe").len(), 1);
+    assert!(tg.calls_of("getUpdates").is_empty());
+    let (exit, _, logs) = gw.terminate();
+    assert!(exit.success(), "{logs}");
+    assert_eq!(logs.matches("rejected the bot token").count(), 1, "{logs}");
+    assert!(!logs.contains(TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_mode_serves_the_secret_path_on_the_gateway_port() {
+    let s = setup(&[
+        ("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42"),
+        ("OPEN_CLANKER_TELEGRAM_MODE", "webhook"),
+        (
+            "OPEN_CLANKER_TELEGRAM_WEBHOOK_URL",
+            "https://bot.example.com/tg/hook-1234",
+        ),
+        ("TELEGRAM_WEBHOOK_SECRET", "s3cret-token_1"),
+    ])
+    .await;
+    assert!(
+        s.tg.wait_until(WAIT, |t| !t.calls_of("setWebhook").is_empty())
+            .await
+    );
+    let set = &s.tg.calls_of("setWebhook")[0];
+    assert_eq!(set.params["url"], "https://bot.example.com/tg/hook-1234");
+    assert_eq!(set.params["secret_token"], "s3cret-token_1");
+    assert!(s.tg.calls_of("getUpdates").is_empty());
+
+    let update = serde_json::json!({
+        "update_id": 1,
+        "message": {
+            "message_id": 5, "date": 0,
+            "chat": {"id": 42, "type": "private", "first_name": "A"},
+            "from": {"id": 42, "is_bot": false, "first_name": "A"},
+            "text": "via webhook"
+        }
+    })
+    .to_string();
+    let json = ("content-type", "application/json");
+    let (line, _, _) = http_request(
+        &s.gw.addr,
+        "POST",
+        "/tg/hook-1234",
+        &[json, (telegram_secret_header(), "wrong")],
+        &update,
+    );
+    assert!(line.contains("401"), "{line}");
+    let (line, _, _) = http_request(&s.gw.addr, "POST", "/tg/hook-1234", &[json], &update);
+    assert!(line.contains("401"), "{line}");
+    assert!(s.tg.messages(42).is_empty());
+    let (line, _, _) = http_request(
+        &s.gw.addr,
+        "POST",
+        "/tg/hook-1234",
+        &[json, (telegram_secret_header(), "s3cret-token_1")],
+        &update,
+    );
+    assert!(line.contains("200"), "{line}");
+    let messages = s.settled(42, 1).await;
+    assert_eq!(messages[0].text, "echo: via webhook");
+}
+
+fn telegram_secret_header() -> &'static str {
+    "X-Telegram-Bot-Api-Secret-Token"
+}
