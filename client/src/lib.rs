@@ -82,6 +82,13 @@ impl Client {
     /// Connects (with a 5 s connect timeout) to `addr`, e.g. `http://127.0.0.1:18789`. A bare
     /// `host:port` is taken as `http://host:port`.
     pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        Self::connect_inner(addr, None).await
+    }
+
+    async fn connect_inner(
+        addr: &str,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
         let url = if addr.contains("://") {
             addr.to_string()
         } else {
@@ -94,6 +101,24 @@ impl Client {
             })?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
+        let endpoint = if url.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+            if let Some(path) = ca_cert {
+                let pem = std::fs::read(path).map_err(|e| ClientError::InvalidAddress {
+                    addr: addr.to_string(),
+                    message: format!("cannot read CA certificate {}: {e}", path.display()),
+                })?;
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            endpoint
+                .tls_config(tls)
+                .map_err(|e| ClientError::InvalidAddress {
+                    addr: addr.to_string(),
+                    message: source_chain(&e),
+                })?
+        } else {
+            endpoint
+        };
         let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
             addr: url,
             message: source_chain(&e),
@@ -106,7 +131,17 @@ impl Client {
 
     /// Connects and sends `token` (when given) as `authorization: Bearer <token>` on every call.
     pub async fn connect_with_token(addr: &str, token: Option<&str>) -> Result<Self, ClientError> {
-        let mut client = Self::connect(addr).await?;
+        Self::connect_with(addr, token, None).await
+    }
+
+    /// Like [`Client::connect_with_token`]; for an `https://` address the server's certificate
+    /// must chain to `ca_cert` (a PEM file) when given, else to the public web roots.
+    pub async fn connect_with(
+        addr: &str,
+        token: Option<&str>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
+        let mut client = Self::connect_inner(addr, ca_cert).await?;
         if let Some(t) = token.map(str::trim).filter(|t| !t.is_empty()) {
             let value: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {t}"))
                 .map_err(|_| ClientError::InvalidToken)?;
