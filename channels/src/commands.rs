@@ -42,10 +42,10 @@ pub fn parse(text: &str, bot_name: Option<&str>) -> Parsed {
         Some((name, target)) => (name, Some(target)),
         None => (word, None),
     };
-    if let (Some(target), Some(me)) = (target, bot_name) {
-        if !target.eq_ignore_ascii_case(me.trim_start_matches('@')) {
-            return Parsed::OtherBot;
-        }
+    if let (Some(target), Some(me)) = (target, bot_name)
+        && !target.eq_ignore_ascii_case(me.trim_start_matches('@'))
+    {
+        return Parsed::OtherBot;
     }
     let command = match name.to_ascii_lowercase().as_str() {
         "start" => Command::Start,

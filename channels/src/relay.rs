@@ -429,7 +429,7 @@ pub(crate) mod tests {
         ]));
         let out = relay(&sink, events, RelayConfig::default()).await;
         assert_eq!(out.text, "half an\n\n⚠️ the provider is down");
-        assert_eq!(sink.texts(), [out.text.clone()]);
+        assert_eq!(sink.texts(), std::slice::from_ref(&out.text));
         assert!(out.turn_error.is_some());
 
         let sink = FakeSink::new(4096);
