@@ -122,6 +122,9 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing filter such as "info" or "open_clanker=debug"; `RUST_LOG` wins when set.
     pub level: String,
+    /// OTLP/gRPC receiver for traces, e.g. "http://127.0.0.1:4317"; traces are off when unset.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` win when set.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for LogConfig {
@@ -129,6 +132,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Human,
             level: "info".into(),
+            otlp_endpoint: None,
         }
     }
 }
@@ -542,6 +546,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         }
     }
     problems.extend(crate::security::validate(c));
+    problems.extend(crate::telemetry::validate(c));
     problems.extend(crate::channels::validate(c));
     problems
 }
@@ -590,6 +595,10 @@ shutdown_grace_secs = 10
 # "human" or "json". RUST_LOG overrides the level.
 format = "human"
 level = "info"
+# Export traces (one span per turn, with store and provider children) to an OTLP/gRPC receiver
+# such as an OpenTelemetry Collector; off when unset. OTEL_EXPORTER_OTLP_ENDPOINT wins;
+# OTEL_SERVICE_NAME names the service (default "open-clanker").
+# otlp_endpoint = "http://127.0.0.1:4317"
 
 [store]
 # SQLite database directory (default: $XDG_DATA_HOME/open-clanker or ~/.local/share/open-clanker).

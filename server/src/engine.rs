@@ -375,6 +375,7 @@ impl ChatBackend for Engine {
         }
         self.check_text(&request.text)?;
         let permit = self.turns.clone().try_acquire_owned().map_err(|_| {
+            crate::metrics::rejected("concurrent_turns");
             TurnError::ResourceExhausted(format!(
                 "the gateway is running its limit of {} turns (limits.max_concurrent_turns); retry shortly",
                 self.max_turns
@@ -382,6 +383,14 @@ impl ChatBackend for Engine {
         })?;
         let (kind, entry, model) =
             self.resolve_provider(request.provider.as_deref(), request.model.as_deref())?;
+        // Created before the store work so its spans are children (traces); `session` is filled in
+        // once known.
+        let span = tracing::info_span!(
+            "turn",
+            session = tracing::field::Empty,
+            provider = %kind,
+            model = %model
+        );
         let (session_id, session_created, user_message_id, system, messages) =
             if let SessionRef::Stateless(given) = request.session {
                 let (system, history): (Vec<ChatMessage>, Vec<ChatMessage>) =
@@ -401,11 +410,15 @@ impl ChatBackend for Engine {
                 let messages = self.context(history, &request.text);
                 (String::new(), false, 0, system, messages)
             } else {
-                let (session, created) = self.resolve_session(&request.session).await?;
+                let (session, created) = self
+                    .resolve_session(&request.session)
+                    .instrument(tracing::info_span!(parent: &span, "store.resolve_session"))
+                    .await?;
                 self.check_spend(Some(&session)).await?;
                 let history = self
                     .store
                     .recent_messages(&session.id, self.history_max_messages)
+                    .instrument(tracing::info_span!(parent: &span, "store.history"))
                     .await
                     .map_err(store_error)?
                     .into_iter()
@@ -424,6 +437,11 @@ impl ChatBackend for Engine {
                         stop_reason: None,
                         cost_micros: 0,
                     })
+                    .instrument(tracing::info_span!(
+                        parent: &span,
+                        "store.append_message",
+                        role = "user"
+                    ))
                     .await
                     .map_err(store_error)?;
                 let messages = self.context(history, &request.text);
@@ -444,9 +462,9 @@ impl ChatBackend for Engine {
             provider: kind.to_string(),
             model: model.clone(),
         };
-        let span =
-            tracing::info_span!("turn", session = %session_id, provider = %kind, model = %model);
+        span.record("session", session_id.as_str());
         let turn = Turn {
+            metrics: crate::metrics::TurnMetrics::start(kind.as_str()),
             store: (!session_id.is_empty()).then(|| self.store.clone()),
             chain,
             answered_by: 0,
@@ -513,6 +531,8 @@ struct Turn {
     day_spend: Arc<DaySpend>,
     /// Held until the turn ends.
     _permit: OwnedSemaphorePermit,
+    /// Counts the turn as an active stream until it ends (Prometheus).
+    metrics: crate::metrics::TurnMetrics,
 }
 
 /// How one provider's attempt ended.
@@ -573,8 +593,17 @@ impl Turn {
                 cost_micros,
             };
             self.day_spend.add(cost_micros).await;
+            crate::metrics::record_cost(answered.kind.as_str(), &answered.model, usd(cost_micros));
             let stored = match &self.store {
-                Some(store) => store.append_message(message).await,
+                Some(store) => {
+                    store
+                        .append_message(message)
+                        .instrument(tracing::info_span!(
+                            "store.append_message",
+                            role = "assistant"
+                        ))
+                        .await
+                }
                 None => Ok(unstored(message)),
             };
             match stored {
@@ -595,6 +624,13 @@ impl Turn {
             None
         };
         let elapsed_ms = begun.elapsed().as_millis() as u64;
+        self.metrics.finish(
+            answered.kind.as_str(),
+            &answered.model,
+            status,
+            error.is_some(),
+            &usage,
+        );
         match (error, stored) {
             (None, Some(m)) if status == MessageStatus::Complete => {
                 info!(
@@ -631,7 +667,14 @@ impl Turn {
         loop {
             self.answered_by = index;
             let candidate = self.chain[index].clone();
-            let end = self.relay_one(&candidate, text, usage).await;
+            let end = self
+                .relay_one(&candidate, text, usage)
+                .instrument(tracing::info_span!(
+                    "provider.stream",
+                    provider = %candidate.kind,
+                    model = %candidate.model
+                ))
+                .await;
             let next = index + 1;
             match end {
                 Attempt::FailedBeforeFirstToken(e)
@@ -643,6 +686,10 @@ impl Turn {
                         to = %format!("{}/{}", to.kind, to.model),
                         error = %e,
                         "provider failed before the first token; failing over"
+                    );
+                    crate::metrics::failover(
+                        &format!("{}/{}", candidate.kind, candidate.model),
+                        &format!("{}/{}", to.kind, to.model),
                     );
                     index = next;
                 }
@@ -673,6 +720,7 @@ impl Turn {
                         continue;
                     }
                     text.push_str(&delta);
+                    self.metrics.first_token(c.kind.as_str());
                     if self.tx.send(TurnEvent::Delta(delta)).await.is_err() {
                         return Attempt::Ended(End::CallerGone);
                     }

@@ -199,8 +199,11 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     // gRPC-Web wraps the gRPC services only: plain HTTP routes (added after the layer) stay plain.
     let router = routes
         .into_axum_router()
+        // Inside gRPC-Web: counts each call with the status its trailers end it with.
+        .layer(axum::middleware::from_fn(crate::metrics::observe_grpc))
         .layer(tonic_web::GrpcWebLayer::new())
         .route("/health", get(move || health(health_engine.clone())))
+        .route("/metrics", get(crate::metrics::serve))
         .merge(crate::web::router())
         .merge(crate::openai_api::router(
             engine.clone(),
@@ -219,7 +222,9 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
         .layer(axum::middleware::from_fn_with_state(
             guard,
             crate::security::guard,
-        ));
+        ))
+        // Outside the guard, so its refusals are counted too.
+        .layer(axum::middleware::from_fn(crate::metrics::observe));
     if let Some(cors) = crate::security::cors(&config) {
         router = router.layer(cors);
     }
@@ -296,6 +301,7 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     channels.join(Duration::from_secs(5)).await;
     engine.interrupt_all().await;
     info!("stopped");
+    crate::telemetry::shutdown().await;
     finish(result)
 }
 

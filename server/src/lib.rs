@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod engine;
 pub mod gateway;
 pub mod grpc;
+pub mod metrics;
 pub mod openai_api;
 pub mod security;
 pub mod telemetry;

@@ -413,6 +413,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
             .map(str::trim);
         let Some(presented) = presented else {
             debug!(path, "request without a token refused");
+            crate::metrics::rejected("missing_token");
             return refuse(
                 grpc,
                 StatusCode::UNAUTHORIZED,
@@ -425,6 +426,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
             Some(name) => caller.token = Some(name.to_string()),
             None => {
                 warn!(path, peer = ?peer(&req), "request with an unknown API token refused");
+                crate::metrics::rejected("invalid_token");
                 return refuse(
                     grpc,
                     StatusCode::UNAUTHORIZED,
@@ -454,6 +456,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
             ));
             let secs = wait.max(Duration::from_secs(1)).as_secs();
             warn!(caller = %key, "turn rate limit reached");
+            crate::metrics::rejected("rate_limited");
             return refuse(
                 grpc,
                 StatusCode::TOO_MANY_REQUESTS,
@@ -484,6 +487,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
         {
             Ok(collected) => req = Request::from_parts(parts, Body::from(collected.to_bytes())),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                crate::metrics::rejected("too_large");
                 return refuse(
                     grpc,
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -496,6 +500,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
                 );
             }
             Err(_) => {
+                crate::metrics::rejected("unreadable_body");
                 return refuse(
                     grpc,
                     StatusCode::BAD_REQUEST,
