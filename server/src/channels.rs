@@ -440,7 +440,8 @@ pub fn start(config: &Config, engine: Arc<Engine>) -> Channels {
                 group_policy = settings.access.group.as_str(),
                 "starting the Telegram channel"
             );
-            match telegram::start(settings, ctx.clone(), &board, cancel.child_token()) {
+            let ctx = crate::metrics::metered_channel("telegram", ctx.clone());
+            match telegram::start(settings, ctx, &board, cancel.child_token()) {
                 Ok(started) => {
                     webhook = started.webhook;
                     tasks.push(("telegram", started.task));

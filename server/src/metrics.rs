@@ -20,7 +20,8 @@
 //! count as `other`.
 //!
 //! The hooks other modules call: [`rejected`], [`failover`], [`record_cost`],
-//! [`channel_message`] and [`TurnMetrics`] (the engine).
+//! [`channel_message`] (or [`metered_channel`] around a channel's context) and [`TurnMetrics`]
+//! (the engine).
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -34,7 +35,11 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use open_clanker_core::{MessageStatus, Usage};
+use futures::StreamExt;
+use open_clanker_channels::ChannelContext;
+use open_clanker_core::{
+    ChatBackend, MessageStatus, Session, TurnError, TurnEvent, TurnRequest, TurnStream, Usage,
+};
 use prometheus::{
     CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -188,7 +193,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let channel = counter(
         &r,
         "open_clanker_channel_messages_total",
-        "Chat channel messages received (in) and sent (out).",
+        "Chat channel messages handed to the assistant (in) and answers given back (out).",
         &["channel", "direction"],
     );
     let rejected = counter(
@@ -304,6 +309,48 @@ pub fn channel_message(channel: &str, direction: Direction) {
         .channel
         .with_label_values(&[channel, direction.as_str()])
         .inc();
+}
+
+/// A channel's context whose turns count as channel messages: each message the channel hands to
+/// the assistant is one `in`, each answer it gets back one `out`. Wrap the context a channel is
+/// started with (the channels crate knows nothing of the server's metrics).
+pub fn metered_channel(channel: &'static str, ctx: ChannelContext) -> ChannelContext {
+    ChannelContext {
+        backend: Arc::new(MeteredBackend {
+            channel,
+            inner: ctx.backend,
+        }),
+        access: ctx.access,
+    }
+}
+
+struct MeteredBackend {
+    channel: &'static str,
+    inner: Arc<dyn ChatBackend>,
+}
+
+#[async_trait::async_trait]
+impl ChatBackend for MeteredBackend {
+    async fn start_turn(&self, request: TurnRequest) -> Result<TurnStream, TurnError> {
+        channel_message(self.channel, Direction::In);
+        let events = self.inner.start_turn(request).await?;
+        let channel = self.channel;
+        Ok(events
+            .inspect(move |event| {
+                if matches!(event, TurnEvent::Completed(_)) {
+                    channel_message(channel, Direction::Out);
+                }
+            })
+            .boxed())
+    }
+
+    async fn session_by_key(&self, key: &str) -> Result<Option<Session>, TurnError> {
+        self.inner.session_by_key(key).await
+    }
+
+    async fn reset_session(&self, session_id: &str) -> Result<(), TurnError> {
+        self.inner.reset_session(session_id).await
+    }
 }
 
 /// The model name as a label: itself for the first [`MAX_MODELS`] names seen, `other` after.
@@ -577,6 +624,7 @@ impl Drop for Observed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use open_clanker_core::StoredMessage;
 
     #[test]
     fn grpc_methods_come_from_the_descriptor_set() {
@@ -651,6 +699,82 @@ mod tests {
             "open_clanker_turn_duration_seconds_count{outcome=\"failed\",provider=\"unit-turn\"} 1",
             "open_clanker_tokens_total{model=\"unit-turn-model\",provider=\"unit-turn\",type=\"input\"} 7",
             "open_clanker_tokens_total{model=\"unit-turn-model\",provider=\"unit-turn\",type=\"output\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    /// Answers every turn with one delta and a completed message.
+    struct Echo;
+
+    #[async_trait::async_trait]
+    impl ChatBackend for Echo {
+        async fn start_turn(&self, request: TurnRequest) -> Result<TurnStream, TurnError> {
+            if request.text == "refuse" {
+                return Err(TurnError::InvalidArgument("no".into()));
+            }
+            let done = StoredMessage {
+                id: 1,
+                session_id: "s".into(),
+                role: open_clanker_core::Role::Assistant,
+                content: request.text.clone(),
+                provider: None,
+                model: None,
+                usage: Usage::default(),
+                status: MessageStatus::Complete,
+                stop_reason: None,
+                created_at_ms: 0,
+                cost_micros: 0,
+            };
+            Ok(
+                futures::stream::iter([TurnEvent::Delta(request.text), TurnEvent::Completed(done)])
+                    .boxed(),
+            )
+        }
+
+        async fn session_by_key(&self, _key: &str) -> Result<Option<Session>, TurnError> {
+            Ok(None)
+        }
+
+        async fn reset_session(&self, _session_id: &str) -> Result<(), TurnError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_metered_channel_counts_messages_in_and_answers_out() {
+        let ctx = metered_channel(
+            "unit-metered",
+            ChannelContext {
+                backend: Arc::new(Echo),
+                access: Arc::new(
+                    open_clanker_store::Store::connect("sqlite::memory:")
+                        .await
+                        .unwrap(),
+                ),
+            },
+        );
+        let turn = |text: &str| TurnRequest {
+            session: open_clanker_core::SessionRef::New,
+            text: text.into(),
+            provider: None,
+            model: None,
+        };
+        for text in ["one", "two"] {
+            let events: Vec<TurnEvent> = ctx
+                .backend
+                .start_turn(turn(text))
+                .await
+                .unwrap()
+                .collect()
+                .await;
+            assert_eq!(events.len(), 2);
+        }
+        assert!(ctx.backend.start_turn(turn("refuse")).await.is_err());
+        let text = render();
+        for line in [
+            "open_clanker_channel_messages_total{channel=\"unit-metered\",direction=\"in\"} 3",
+            "open_clanker_channel_messages_total{channel=\"unit-metered\",direction=\"out\"} 2",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -162,7 +162,10 @@ async fn metrics_count_requests_turns_tokens_and_refusals() {
         "{text}"
     );
     assert_eq!(
-        value(requests, &[("method", CHAT), ("code", "FAILED_PRECONDITION")]),
+        value(
+            requests,
+            &[("method", CHAT), ("code", "FAILED_PRECONDITION")]
+        ),
         Some(1.0),
         "{text}"
     );
@@ -179,7 +182,10 @@ async fn metrics_count_requests_turns_tokens_and_refusals() {
     assert_eq!(value(errors, &[("method", CHAT), ("code", "OK")]), None);
     let status_method = "/openclanker.v1.GatewayService/GetStatus";
     assert_eq!(
-        value(requests, &[("method", status_method), ("code", "UNAUTHENTICATED")]),
+        value(
+            requests,
+            &[("method", status_method), ("code", "UNAUTHENTICATED")]
+        ),
         Some(1.0),
         "{text}"
     );
@@ -257,16 +263,16 @@ async fn metrics_count_requests_turns_tokens_and_refusals() {
     // claude-sonnet-4-5 is priced (the built-in table), so the answers cost something.
     let cost = value("open_clanker_cost_usd_total", &[anthropic, model]).unwrap_or(0.0);
     assert!(cost > 0.0 && cost < 0.01, "{text}");
-    assert_eq!(value("open_clanker_active_streams", &[]), Some(0.0), "{text}");
+    assert_eq!(
+        value("open_clanker_active_streams", &[]),
+        Some(0.0),
+        "{text}"
+    );
     assert!(
         text.contains("# TYPE open_clanker_turn_duration_seconds histogram"),
         "{text}"
     );
-    assert_eq!(
-        value("open_clanker_build_info", &[]),
-        Some(1.0),
-        "{text}"
-    );
+    assert_eq!(value("open_clanker_build_info", &[]), Some(1.0), "{text}");
     let _ = gw.terminate();
 }
 
@@ -276,10 +282,7 @@ async fn metrics_can_require_a_token() {
     let tokens = format!("ci:{TOKEN}");
     let config = home.path().join("open-clanker.toml");
     std::fs::write(&config, "[auth]\nprotect_metrics = true\n").unwrap();
-    let gw = Gateway::start(
-        home.path(),
-        &[("OPEN_CLANKER_API_TOKENS", tokens.as_str())],
-    );
+    let gw = Gateway::start(home.path(), &[("OPEN_CLANKER_API_TOKENS", tokens.as_str())]);
     let (status, _) = scrape(&gw.addr);
     assert!(status.contains("401"), "{status}");
     let bearer = format!("Bearer {TOKEN}");
@@ -439,4 +442,72 @@ async fn secrets_never_reach_the_logs_or_the_traces() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_messages_are_counted() {
+    use open_clanker_testkit::telegram;
+    const BOT: &str = "123456:TEST-token_observability";
+    let provider = standin().await;
+    let tg = telegram::spawn(BOT).await.expect("telegram stand-in");
+    let home = tempfile::tempdir().unwrap();
+    let anthropic = provider.anthropic_base_url();
+    let api = tg.api_url();
+    let gw = Gateway::start(
+        home.path(),
+        &[
+            ("ANTHROPIC_API_KEY", KEY),
+            ("ANTHROPIC_BASE_URL", anthropic.as_str()),
+            ("TELEGRAM_BOT_TOKEN", BOT),
+            ("OPEN_CLANKER_TELEGRAM_API_URL", api.as_str()),
+            ("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42"),
+        ],
+    );
+    for (i, text) in ["hello bot", "and again"].into_iter().enumerate() {
+        tg.push_text(42, 42, text);
+        assert!(
+            tg.wait_until(Duration::from_secs(30), |t| t
+                .messages(42)
+                .iter()
+                .filter(|m| m.text.contains("echo:"))
+                .count()
+                > i)
+                .await,
+            "no answer on Telegram: {:#?}",
+            tg.calls()
+        );
+    }
+    let began = Instant::now();
+    let text = loop {
+        let (_, text) = scrape(&gw.addr);
+        let out = metric(
+            &text,
+            "open_clanker_channel_messages_total",
+            &[("channel", "telegram"), ("direction", "out")],
+        );
+        if out == Some(2.0) || began.elapsed() > Duration::from_secs(10) {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for direction in ["in", "out"] {
+        assert_eq!(
+            metric(
+                &text,
+                "open_clanker_channel_messages_total",
+                &[("channel", "telegram"), ("direction", direction)]
+            ),
+            Some(2.0),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        metric(
+            &text,
+            "open_clanker_turn_duration_seconds_count",
+            &[("provider", "anthropic"), ("outcome", "completed")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
 }
