@@ -511,3 +511,48 @@ async fn channel_messages_are_counted() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failovers_are_counted_and_the_answering_provider_timed() {
+    let provider = standin().await;
+    let home = tempfile::tempdir().unwrap();
+    let anthropic = provider.anthropic_base_url();
+    let openai = provider.openai_base_url();
+    let gw = Gateway::start(
+        home.path(),
+        &[
+            ("ANTHROPIC_API_KEY", KEY),
+            ("ANTHROPIC_BASE_URL", anthropic.as_str()),
+            ("OPENAI_API_KEY", KEY),
+            ("OPENAI_BASE_URL", openai.as_str()),
+            ("OPEN_CLANKER_FALLBACK", "openai"),
+        ],
+    );
+    // Anthropic answers 503 to its first try and both retries; OpenAI takes over.
+    let out = gw.cli(&["chat", "fall over #fail=3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, text) = scrape(&gw.addr);
+    assert_eq!(
+        metric(
+            &text,
+            "open_clanker_provider_failovers_total",
+            &[
+                ("from", "anthropic/claude-sonnet-4-5"),
+                ("to", "openai/gpt-4.1-mini")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    for name in [
+        "open_clanker_time_to_first_token_seconds_count",
+        "open_clanker_turn_duration_seconds_count",
+    ] {
+        assert_eq!(
+            metric(&text, name, &[("provider", "openai")]),
+            Some(1.0),
+            "{name}: {text}"
+        );
+        assert_eq!(metric(&text, name, &[("provider", "anthropic")]), None);
+    }
+}
