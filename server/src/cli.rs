@@ -267,11 +267,14 @@ pub struct Target {
     /// API token, sent as `authorization: Bearer <token>` (needed when the gateway has tokens).
     #[arg(long, env = "OPEN_CLANKER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA certificate to trust for an https:// gateway (default: the public web roots).
+    #[arg(long, env = "OPEN_CLANKER_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Target {
     pub async fn connect(&self) -> Result<Client, ClientError> {
-        Client::connect_with_token(&self.addr, self.token.as_deref()).await
+        Client::connect_with(&self.addr, self.token.as_deref(), self.ca_cert.as_deref()).await
     }
 }
 
@@ -372,7 +375,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             if crate::doctor::report(&checks) {
                 Ok(())
             } else {
-                Err(CliError::Message("doctor found problems (see above)".into()))
+                Err(CliError::Message(
+                    "doctor found problems (see above)".into(),
+                ))
             }
         }
     }
@@ -442,6 +447,13 @@ fn fmt_duration(d: &Option<prost_types::Duration>) -> String {
 fn print_status(s: &pb::GetStatusResponse) {
     println!("open-clanker {}, up {}", s.version, fmt_duration(&s.uptime));
     println!("default provider: {}", s.default_provider);
+    println!("spend today (UTC): ${:.4}", s.spend_today_usd);
+    for u in &s.usage_today {
+        println!(
+            "  {}/{}: {} turns, {} in / {} out tokens, ${:.4}",
+            u.provider, u.model, u.turns, u.input_tokens, u.output_tokens, u.cost_usd
+        );
+    }
     println!("providers:");
     for p in &s.providers {
         let state = if p.configured {
@@ -487,6 +499,15 @@ fn status_json(s: &pb::GetStatusResponse) -> serde_json::Value {
         "version": s.version,
         "uptime_secs": s.uptime.as_ref().map(|d| d.seconds).unwrap_or(0),
         "default_provider": s.default_provider,
+        "spend_today_usd": s.spend_today_usd,
+        "usage_today": s.usage_today.iter().map(|u| serde_json::json!({
+            "provider": u.provider,
+            "model": u.model,
+            "turns": u.turns,
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cost_usd": u.cost_usd,
+        })).collect::<Vec<_>>(),
         "providers": s.providers.iter().map(|p| serde_json::json!({
             "name": p.name,
             "configured": p.configured,
@@ -609,7 +630,8 @@ async fn sessions(cmd: SessionsCommand) -> Result<(), CliError> {
             limit,
             target,
         } => {
-            let page = target.connect()
+            let page = target
+                .connect()
                 .await?
                 .list_sessions(pb::ListSessionsRequest {
                     page_size: limit,
@@ -619,17 +641,14 @@ async fn sessions(cmd: SessionsCommand) -> Result<(), CliError> {
                 .await?;
             for s in page.sessions {
                 println!(
-                    "{}  {:>4} msgs  {:<24}  {}",
-                    s.id, s.message_count, s.key, s.title
+                    "{}  {:>4} msgs  ${:<9.4}  {:<24}  {}",
+                    s.id, s.message_count, s.cost_usd, s.key, s.title
                 );
             }
             Ok(())
         }
         SessionsCommand::Show { id, target } => {
-            let messages = target.connect()
-                .await?
-                .full_history(&id)
-                .await?;
+            let messages = target.connect().await?.full_history(&id).await?;
             for m in messages {
                 let role = match pb::Role::try_from(m.role) {
                     Ok(pb::Role::User) => "user",
@@ -647,18 +666,12 @@ async fn sessions(cmd: SessionsCommand) -> Result<(), CliError> {
             Ok(())
         }
         SessionsCommand::Reset { id, target } => {
-            let r = target.connect()
-                .await?
-                .reset_session(&id)
-                .await?;
+            let r = target.connect().await?.reset_session(&id).await?;
             println!("reset {id}: {} messages removed", r.deleted_messages);
             Ok(())
         }
         SessionsCommand::Delete { id, target } => {
-            target.connect()
-                .await?
-                .delete_session(&id)
-                .await?;
+            target.connect().await?.delete_session(&id).await?;
             println!("deleted {id}");
             Ok(())
         }

@@ -71,6 +71,8 @@ pub struct Config {
     pub auth: crate::security::AuthConfig,
     pub tls: crate::security::TlsConfig,
     pub limits: crate::security::LimitsConfig,
+    /// USD per million tokens by model, over the built-in table ([`crate::pricing::DEFAULTS`]).
+    pub pricing: std::collections::BTreeMap<String, crate::pricing::Price>,
 }
 
 impl fmt::Debug for Config {
@@ -85,6 +87,7 @@ impl fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("tls", &self.tls)
             .field("limits", &self.limits)
+            .field("pricing", &self.pricing)
             .finish()
     }
 }
@@ -159,6 +162,9 @@ pub struct ChatConfig {
     pub history_max_messages: u32,
     /// Earlier messages are sent as context up to this many characters in total (newest first).
     pub history_max_chars: usize,
+    /// Where a turn goes when its provider fails before the first token (429, 5xx, timeout,
+    /// broken stream): "provider" or "provider/model" entries, tried in order.
+    pub fallback: Vec<String>,
 }
 
 impl Default for ChatConfig {
@@ -169,6 +175,7 @@ impl Default for ChatConfig {
             max_message_chars: 32_000,
             history_max_messages: 50,
             history_max_chars: 60_000,
+            fallback: Vec::new(),
         }
     }
 }
@@ -180,11 +187,19 @@ pub struct ProvidersConfig {
     pub openai: ProviderSection,
 }
 
+/// The model a provider uses when the config names none.
+pub fn default_model(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Anthropic => "claude-sonnet-4-5",
+        ProviderKind::OpenAi => "gpt-4.1-mini",
+    }
+}
+
 impl Default for ProvidersConfig {
     fn default() -> Self {
         Self {
-            anthropic: ProviderSection::with_model("claude-sonnet-4-5"),
-            openai: ProviderSection::with_model("gpt-4.1-mini"),
+            anthropic: ProviderSection::with_model(default_model(ProviderKind::Anthropic)),
+            openai: ProviderSection::with_model(default_model(ProviderKind::OpenAi)),
         }
     }
 }
@@ -277,6 +292,7 @@ struct EnvOverrides {
     max_message_chars: Option<usize>,
     anthropic_model: Option<String>,
     openai_model: Option<String>,
+    fallback: Option<String>,
 }
 
 /// The official SDKs' variables.
@@ -360,6 +376,13 @@ pub fn from_sources(
     // Empty variables count as unset: `FOO= open-clanker ...` must not blank a setting.
     let env: Vec<(String, String)> = env.iter().filter(|(_, v)| !v.is_empty()).cloned().collect();
     let mut problems = Vec::new();
+    // A `[providers.x]` section that names no model keeps the provider's default one.
+    for kind in ProviderKind::ALL {
+        let section = config.providers.get_mut(kind);
+        if section.model.trim().is_empty() {
+            section.model = default_model(kind).to_string();
+        }
+    }
     match envy::prefixed("OPEN_CLANKER_").from_iter::<_, EnvOverrides>(env.iter().cloned()) {
         Ok(o) => apply_overrides(&mut config, o),
         Err(e) => problems.push(Problem {
@@ -415,7 +438,15 @@ fn apply_overrides(c: &mut Config, o: EnvOverrides) {
         max_message_chars,
         anthropic_model,
         openai_model,
+        fallback,
     } = o;
+    if let Some(list) = fallback {
+        c.chat.fallback = list
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
     set(&mut c.gateway.listen, listen);
     set(&mut c.gateway.shutdown_grace_secs, shutdown_grace_secs);
     set(&mut c.log.format, log_format);
@@ -546,6 +577,16 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         }
     }
     problems.extend(crate::security::validate(c));
+    problems.extend(crate::pricing::validate(&c.pricing));
+    for (i, entry) in c.chat.fallback.iter().enumerate() {
+        let provider = entry.split_once('/').map_or(entry.as_str(), |(p, _)| p);
+        if let Err(e) = provider.parse::<ProviderKind>() {
+            problems.push(Problem {
+                key: format!("chat.fallback[{i}]"),
+                message: format!("{}; entries are \"provider\" or \"provider/model\"", e.0),
+            });
+        }
+    }
     problems.extend(crate::telemetry::validate(c));
     problems.extend(crate::channels::validate(c));
     problems
@@ -616,6 +657,9 @@ max_message_chars = 32000
 # Context sent to the model: at most this many earlier messages and characters (newest kept).
 history_max_messages = 50
 history_max_chars = 60000
+# When the provider fails before the first token (429, 5xx, timeout, broken stream), try these in
+# order: "provider" or "provider/model", e.g. ["openai/gpt-4.1-mini"].
+fallback = []
 
 [providers.anthropic]
 # api_key = "..."              # better: ANTHROPIC_API_KEY
@@ -698,6 +742,14 @@ max_concurrent_turns = 16384
 max_streams_per_connection = 1024
 # Turns per minute per API token (or per remote address without tokens); 0 = off.
 turns_per_minute = 60
+# Spend caps in USD (0 = none): a turn over a cap is refused before any provider call.
+max_usd_per_session = 0.0
+max_usd_per_day = 0.0
+
+[pricing]
+# USD per million tokens, over the built-in table of common models; a model matches its name or
+# the longest entry it starts with. Unpriced models cost 0.
+# "llama3.2" = { input_per_mtok = 0.0, output_per_mtok = 0.0 }
 "#;
 
 #[cfg(test)]
@@ -735,6 +787,7 @@ mod tests {
             Some("[gateway]\nlisten = \"127.0.0.1:1\"\n[providers.openai]\nmodel = \"a\"\n"),
             &env(&[
                 ("OPEN_CLANKER_LISTEN", "0.0.0.0:9000"),
+                ("OPEN_CLANKER_API_TOKENS", "ops:0123456789abcdef0123"),
                 ("OPENAI_API_KEY", "sk-secret"),
                 ("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),
                 ("OPEN_CLANKER_OPENAI_MODEL", "llama"),
@@ -753,6 +806,7 @@ mod tests {
         );
         let shown = format!("{c:?}");
         assert!(!shown.contains("sk-secret"), "{shown}");
+        assert!(!shown.contains("0123456789abcdef0123"), "{shown}");
     }
 
     #[test]
@@ -765,7 +819,7 @@ default_provider = "gemini"
 max_message_chars = 0
 [providers.openai]
 base_url = "ftp://x"
-model = ""
+max_tokens = 0
 "#;
         let problems = from_sources(Some(text), &[]).unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
@@ -774,10 +828,18 @@ model = ""
             "chat.default_provider",
             "chat.max_message_chars",
             "providers.openai.base_url",
-            "providers.openai.model",
+            "providers.openai.max_tokens",
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
+    }
+
+    #[test]
+    fn a_partial_provider_section_keeps_the_default_model() {
+        let c = from_sources(Some("[providers.anthropic]\nmax_retries = 0\n"), &[]).unwrap();
+        assert_eq!(c.providers.anthropic.model, "claude-sonnet-4-5");
+        assert_eq!(c.providers.anthropic.max_retries, 0);
+        assert_eq!(c.providers.anthropic.max_tokens, 4096);
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub enum GatewayError {
     Bind { addr: SocketAddr, message: String },
     #[error("the server failed: {0}")]
     Serve(String),
+    #[error(
+        "TLS: {0} (set tls.cert_file / tls.key_file, or OPEN_CLANKER_TLS_CERT_FILE / OPEN_CLANKER_TLS_KEY_FILE)"
+    )]
+    Tls(String),
 }
 
 /// The base URL a provider is reached at.
@@ -242,7 +246,18 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| GatewayError::Tls(format!("cannot read {}: {e}", p.display())))
+        };
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| GatewayError::Tls(e.to_string()))?;
+    }
+    let server = builder
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(config.limits.max_streams_per_connection)

@@ -75,6 +75,7 @@ pub fn session(s: Session) -> pb::Session {
         create_time: Some(timestamp(s.created_at_ms)),
         update_time: Some(timestamp(s.updated_at_ms)),
         message_count: s.message_count,
+        cost_usd: crate::pricing::usd(s.cost_micros),
     }
 }
 
@@ -99,6 +100,7 @@ pub fn message(m: StoredMessage) -> pb::Message {
         status: status as i32,
         stop_reason: m.stop_reason.unwrap_or_default(),
         create_time: Some(timestamp(m.created_at_ms)),
+        cost_usd: crate::pricing::usd(m.cost_micros),
     }
 }
 
@@ -376,7 +378,31 @@ impl pb::gateway_service_server::GatewayService for GatewayApi {
             })
             .collect();
         let uptime = self.started.elapsed();
+        let today = open_clanker_store::utc_day(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        );
+        // A store failure is already reported in `store`; usage is then simply empty.
+        let usage_today: Vec<pb::ModelUsage> = store
+            .usage_on(&today)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| pb::ModelUsage {
+                provider: u.provider,
+                model: u.model,
+                turns: u.turns,
+                input_tokens: u.input_tokens,
+                output_tokens: u.output_tokens,
+                cost_usd: crate::pricing::usd(u.cost_micros),
+            })
+            .collect();
+        let spend_today_usd = usage_today.iter().map(|u| u.cost_usd).sum();
         Ok(Response::new(pb::GetStatusResponse {
+            spend_today_usd,
+            usage_today,
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime: Some(prost_types::Duration {
                 seconds: uptime.as_secs() as i64,

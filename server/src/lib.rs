@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod metrics;
 pub mod openai_api;
+pub mod pricing;
 pub mod security;
 pub mod telemetry;
 pub mod web;

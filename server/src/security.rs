@@ -99,6 +99,11 @@ pub struct LimitsConfig {
     /// Turns a caller (API token, or the peer address of an unauthenticated remote caller) may
     /// start per minute; 0 turns the limit off. Loopback callers without tokens are not limited.
     pub turns_per_minute: u32,
+    /// Spend cap per session in USD (0 = none): a turn in a session that has spent this much is
+    /// refused with RESOURCE_EXHAUSTED before any provider call.
+    pub max_usd_per_session: f64,
+    /// Spend cap per UTC day in USD across all sessions (0 = none).
+    pub max_usd_per_day: f64,
 }
 
 impl Default for LimitsConfig {
@@ -108,6 +113,8 @@ impl Default for LimitsConfig {
             max_concurrent_turns: 16_384,
             max_streams_per_connection: 1024,
             turns_per_minute: 60,
+            max_usd_per_session: 0.0,
+            max_usd_per_day: 0.0,
         }
     }
 }
@@ -123,6 +130,8 @@ struct SecurityEnv {
     turns_per_minute: Option<u32>,
     max_concurrent_turns: Option<usize>,
     max_request_bytes: Option<usize>,
+    max_usd_per_session: Option<f64>,
+    max_usd_per_day: Option<f64>,
 }
 
 /// Applies the environment; problems are named by variable.
@@ -183,6 +192,12 @@ pub fn apply_env(c: &mut Config, env: &[(String, String)]) -> Vec<Problem> {
     if let Some(v) = e.max_request_bytes {
         c.limits.max_request_bytes = v;
     }
+    if let Some(v) = e.max_usd_per_session {
+        c.limits.max_usd_per_session = v;
+    }
+    if let Some(v) = e.max_usd_per_day {
+        c.limits.max_usd_per_day = v;
+    }
     problems
 }
 
@@ -239,6 +254,14 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
     if c.limits.max_request_bytes < 1024 {
         bad("limits.max_request_bytes", "must be at least 1024".into());
+    }
+    for (key, v) in [
+        ("limits.max_usd_per_session", c.limits.max_usd_per_session),
+        ("limits.max_usd_per_day", c.limits.max_usd_per_day),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            bad(key, "must be 0 (no cap) or a positive amount of USD".into());
+        }
     }
     if c.limits.max_concurrent_turns == 0 {
         bad("limits.max_concurrent_turns", "must be at least 1".into());
