@@ -166,6 +166,19 @@ pub fn init(log: &LogConfig) {
             service = %service_name(),
             "exporting traces over OTLP/gRPC"
         );
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Ok(v) = std::env::var(name)
+                && !v.trim().is_empty()
+                && v.trim() != "grpc"
+            {
+                tracing::warn!(
+                    "{name}={v:?}: only OTLP/gRPC is built in (the receiver's port 4317, not 4318); exporting over gRPC"
+                );
+            }
+        }
     }
 }
 

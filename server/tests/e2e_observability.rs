@@ -140,6 +140,22 @@ async fn metrics_count_requests_turns_tokens_and_refusals() {
     assert!(http_get(&gw.addr, "/health").0.contains("200"));
     let (status, _, _) = http_request(&gw.addr, "GET", "/v1/models", &[], "");
     assert!(status.contains("401"), "{status}");
+    // gRPC-Web over HTTP/1.1: the status travels in the body's trailer frame.
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _, body) = http_request_bytes(
+        &gw.addr,
+        "POST",
+        "/openclanker.v1.GatewayService/GetStatus",
+        &[
+            ("content-type", "application/grpc-web+proto"),
+            ("x-grpc-web", "1"),
+            ("authorization", &bearer),
+        ],
+        &[0, 0, 0, 0, 0],
+    );
+    assert!(status.contains("200"), "{status}");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("grpc-status:0"), "{body:?}");
 
     // The last turn's task may still be dropping its permit when the CLI exits.
     let began = Instant::now();
@@ -189,9 +205,10 @@ async fn metrics_count_requests_turns_tokens_and_refusals() {
         Some(1.0),
         "{text}"
     );
+    // Once over gRPC, once over gRPC-Web.
     assert_eq!(
         value(requests, &[("method", status_method), ("code", "OK")]),
-        Some(1.0),
+        Some(2.0),
         "{text}"
     );
     assert_eq!(
