@@ -51,7 +51,7 @@ env -i PATH="$PATH" HOME="$tmp" "$bin/open-clanker-standin" --listen 127.0.0.1:0
 pids+=($!)
 standin=$(addr_of "$tmp/standin")
 # No retries, so the provider failure case answers at once.
-printf '[providers.anthropic]\nmodel = "claude-sonnet-4-5"\nmax_retries = 0\n' >"$tmp/config.toml"
+printf '[providers.anthropic]\nmax_retries = 0\n' >"$tmp/config.toml"
 env -i PATH="$PATH" HOME="$tmp" XDG_CONFIG_HOME="$tmp" OPEN_CLANKER_CONFIG="$tmp/config.toml" \
   OPEN_CLANKER_LISTEN=127.0.0.1:0 OPEN_CLANKER_DATA_DIR="$tmp/data" \
   ANTHROPIC_API_KEY=$key ANTHROPIC_BASE_URL="http://$standin" \

@@ -74,9 +74,8 @@ async function startGateway(extra = {}) {
   const dir = join(home, `gateway-${++gateways}`);
   mkdirSync(dir);
   // No retries: a provider failure reaches the page at once instead of after the backoff.
-  // (The model is repeated because a partial [providers.anthropic] section loses the default one.)
   const config = join(dir, "open-clanker.toml");
-  writeFileSync(config, '[providers.anthropic]\nmodel = "claude-sonnet-4-5"\nmax_retries = 0\n');
+  writeFileSync(config, "[providers.anthropic]\nmax_retries = 0\n");
   const gw = await start("open-clanker", ["gateway"], {
     ...env,
     OPEN_CLANKER_CONFIG: config,

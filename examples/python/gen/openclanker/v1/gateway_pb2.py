@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1copenclanker/v1/gateway.proto\x12\x0eopenclanker.v1\x1a\x1egoogle/protobuf/duration.proto\"\x12\n\x10GetStatusRequest\"\xfc\x01\n\x11GetStatusResponse\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x31\n\x06uptime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06uptime\x12)\n\x10\x64\x65\x66\x61ult_provider\x18\x03 \x01(\tR\x0f\x64\x65\x66\x61ultProvider\x12<\n\tproviders\x18\x04 \x03(\x0b\x32\x1e.openclanker.v1.ProviderStatusR\tproviders\x12\x31\n\x05store\x18\x05 \x01(\x0b\x32\x1b.openclanker.v1.StoreStatusR\x05store\"\x84\x01\n\x0eProviderStatus\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n\nconfigured\x18\x02 \x01(\x08R\nconfigured\x12\x19\n\x08\x62\x61se_url\x18\x03 \x01(\tR\x07\x62\x61seUrl\x12#\n\rdefault_model\x18\x04 \x01(\tR\x0c\x64\x65\x66\x61ultModel\"\xa1\x01\n\x0bStoreStatus\x12\x18\n\x07\x62\x61\x63kend\x18\x01 \x01(\tR\x07\x62\x61\x63kend\x12\x18\n\x07healthy\x18\x02 \x01(\x08R\x07healthy\x12#\n\rsession_count\x18\x03 \x01(\x04R\x0csessionCount\x12#\n\rmessage_count\x18\x04 \x01(\x04R\x0cmessageCount\x12\x14\n\x05\x65rror\x18\x05 \x01(\tR\x05\x65rror2b\n\x0eGatewayService\x12P\n\tGetStatus\x12 .openclanker.v1.GetStatusRequest\x1a!.openclanker.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1copenclanker/v1/gateway.proto\x12\x0eopenclanker.v1\x1a\x1egoogle/protobuf/duration.proto\"\x12\n\x10GetStatusRequest\"\x9c\x03\n\x11GetStatusResponse\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x31\n\x06uptime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06uptime\x12)\n\x10\x64\x65\x66\x61ult_provider\x18\x03 \x01(\tR\x0f\x64\x65\x66\x61ultProvider\x12<\n\tproviders\x18\x04 \x03(\x0b\x32\x1e.openclanker.v1.ProviderStatusR\tproviders\x12\x31\n\x05store\x18\x05 \x01(\x0b\x32\x1b.openclanker.v1.StoreStatusR\x05store\x12\x39\n\x08\x63hannels\x18\x06 \x03(\x0b\x32\x1d.openclanker.v1.ChannelStatusR\x08\x63hannels\x12&\n\x0fspend_today_usd\x18\x07 \x01(\x01R\rspendTodayUsd\x12;\n\x0busage_today\x18\x08 \x03(\x0b\x32\x1a.openclanker.v1.ModelUsageR\nusageToday\"\xb7\x01\n\nModelUsage\x12\x1a\n\x08provider\x18\x01 \x01(\tR\x08provider\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12\x14\n\x05turns\x18\x03 \x01(\x04R\x05turns\x12!\n\x0cinput_tokens\x18\x04 \x01(\x04R\x0binputTokens\x12#\n\routput_tokens\x18\x05 \x01(\x04R\x0coutputTokens\x12\x19\n\x08\x63ost_usd\x18\x06 \x01(\x01R\x07\x63ostUsd\"\x84\x01\n\x0eProviderStatus\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n\nconfigured\x18\x02 \x01(\x08R\nconfigured\x12\x19\n\x08\x62\x61se_url\x18\x03 \x01(\tR\x07\x62\x61seUrl\x12#\n\rdefault_model\x18\x04 \x01(\tR\x0c\x64\x65\x66\x61ultModel\"\xa1\x01\n\x0bStoreStatus\x12\x18\n\x07\x62\x61\x63kend\x18\x01 \x01(\tR\x07\x62\x61\x63kend\x12\x18\n\x07healthy\x18\x02 \x01(\x08R\x07healthy\x12#\n\rsession_count\x18\x03 \x01(\x04R\x0csessionCount\x12#\n\rmessage_count\x18\x04 \x01(\x04R\x0cmessageCount\x12\x14\n\x05\x65rror\x18\x05 \x01(\tR\x05\x65rror\"\x95\x01\n\rChannelStatus\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07\x65nabled\x18\x02 \x01(\x08R\x07\x65nabled\x12\x1c\n\tconnected\x18\x03 \x01(\x08R\tconnected\x12\x19\n\x08\x62ot_name\x18\x04 \x01(\tR\x07\x62otName\x12\x1d\n\nlast_error\x18\x05 \x01(\tR\tlastError2b\n\x0eGatewayService\x12P\n\tGetStatus\x12 .openclanker.v1.GetStatusRequest\x1a!.openclanker.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,11 +35,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSREQUEST']._serialized_start=80
   _globals['_GETSTATUSREQUEST']._serialized_end=98
   _globals['_GETSTATUSRESPONSE']._serialized_start=101
-  _globals['_GETSTATUSRESPONSE']._serialized_end=353
-  _globals['_PROVIDERSTATUS']._serialized_start=356
-  _globals['_PROVIDERSTATUS']._serialized_end=488
-  _globals['_STORESTATUS']._serialized_start=491
-  _globals['_STORESTATUS']._serialized_end=652
-  _globals['_GATEWAYSERVICE']._serialized_start=654
-  _globals['_GATEWAYSERVICE']._serialized_end=752
+  _globals['_GETSTATUSRESPONSE']._serialized_end=513
+  _globals['_MODELUSAGE']._serialized_start=516
+  _globals['_MODELUSAGE']._serialized_end=699
+  _globals['_PROVIDERSTATUS']._serialized_start=702
+  _globals['_PROVIDERSTATUS']._serialized_end=834
+  _globals['_STORESTATUS']._serialized_start=837
+  _globals['_STORESTATUS']._serialized_end=998
+  _globals['_CHANNELSTATUS']._serialized_start=1001
+  _globals['_CHANNELSTATUS']._serialized_end=1150
+  _globals['_GATEWAYSERVICE']._serialized_start=1152
+  _globals['_GATEWAYSERVICE']._serialized_end=1250
 # @@protoc_insertion_point(module_scope)

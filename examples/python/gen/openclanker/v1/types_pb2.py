@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aopenclanker/v1/types.proto\x12\x0eopenclanker.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x05Usage\x12!\n\x0cinput_tokens\x18\x01 \x01(\x04R\x0binputTokens\x12#\n\routput_tokens\x18\x02 \x01(\x04R\x0coutputTokens\"\xe0\x01\n\x07Session\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n\x05title\x18\x03 \x01(\tR\x05title\x12;\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12#\n\rmessage_count\x18\x06 \x01(\x04R\x0cmessageCount\"\xf0\x02\n\x07Message\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12(\n\x04role\x18\x03 \x01(\x0e\x32\x14.openclanker.v1.RoleR\x04role\x12\x18\n\x07\x63ontent\x18\x04 \x01(\tR\x07\x63ontent\x12\x1a\n\x08provider\x18\x05 \x01(\tR\x08provider\x12\x14\n\x05model\x18\x06 \x01(\tR\x05model\x12+\n\x05usage\x18\x07 \x01(\x0b\x32\x15.openclanker.v1.UsageR\x05usage\x12\x35\n\x06status\x18\x08 \x01(\x0e\x32\x1d.openclanker.v1.MessageStatusR\x06status\x12\x1f\n\x0bstop_reason\x18\t \x01(\tR\nstopReason\x12;\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*l\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17MESSAGE_STATUS_COMPLETE\x10\x01\x12\x1e\n\x1aMESSAGE_STATUS_INTERRUPTED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aopenclanker/v1/types.proto\x12\x0eopenclanker.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x05Usage\x12!\n\x0cinput_tokens\x18\x01 \x01(\x04R\x0binputTokens\x12#\n\routput_tokens\x18\x02 \x01(\x04R\x0coutputTokens\"\xfb\x01\n\x07Session\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n\x05title\x18\x03 \x01(\tR\x05title\x12;\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12#\n\rmessage_count\x18\x06 \x01(\x04R\x0cmessageCount\x12\x19\n\x08\x63ost_usd\x18\x07 \x01(\x01R\x07\x63ostUsd\"\x8b\x03\n\x07Message\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12(\n\x04role\x18\x03 \x01(\x0e\x32\x14.openclanker.v1.RoleR\x04role\x12\x18\n\x07\x63ontent\x18\x04 \x01(\tR\x07\x63ontent\x12\x1a\n\x08provider\x18\x05 \x01(\tR\x08provider\x12\x14\n\x05model\x18\x06 \x01(\tR\x05model\x12+\n\x05usage\x18\x07 \x01(\x0b\x32\x15.openclanker.v1.UsageR\x05usage\x12\x35\n\x06status\x18\x08 \x01(\x0e\x32\x1d.openclanker.v1.MessageStatusR\x06status\x12\x1f\n\x0bstop_reason\x18\t \x01(\tR\nstopReason\x12;\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12\x19\n\x08\x63ost_usd\x18\x0b \x01(\x01R\x07\x63ostUsd*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*l\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17MESSAGE_STATUS_COMPLETE\x10\x01\x12\x1e\n\x1aMESSAGE_STATUS_INTERRUPTED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'openclanker.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=758
-  _globals['_ROLE']._serialized_end=838
-  _globals['_MESSAGESTATUS']._serialized_start=840
-  _globals['_MESSAGESTATUS']._serialized_end=948
+  _globals['_ROLE']._serialized_start=812
+  _globals['_ROLE']._serialized_end=892
+  _globals['_MESSAGESTATUS']._serialized_start=894
+  _globals['_MESSAGESTATUS']._serialized_end=1002
   _globals['_USAGE']._serialized_start=79
   _globals['_USAGE']._serialized_end=158
   _globals['_SESSION']._serialized_start=161
-  _globals['_SESSION']._serialized_end=385
-  _globals['_MESSAGE']._serialized_start=388
-  _globals['_MESSAGE']._serialized_end=756
+  _globals['_SESSION']._serialized_end=412
+  _globals['_MESSAGE']._serialized_start=415
+  _globals['_MESSAGE']._serialized_end=810
 # @@protoc_insertion_point(module_scope)

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file openclanker/v1/gateway.proto.
  */
 export const file_openclanker_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChxvcGVuY2xhbmtlci92MS9nYXRld2F5LnByb3RvEg5vcGVuY2xhbmtlci52MSISChBHZXRTdGF0dXNSZXF1ZXN0IsgBChFHZXRTdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEikKBnVwdGltZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIYChBkZWZhdWx0X3Byb3ZpZGVyGAMgASgJEjEKCXByb3ZpZGVycxgEIAMoCzIeLm9wZW5jbGFua2VyLnYxLlByb3ZpZGVyU3RhdHVzEioKBXN0b3JlGAUgASgLMhsub3BlbmNsYW5rZXIudjEuU3RvcmVTdGF0dXMiWwoOUHJvdmlkZXJTdGF0dXMSDAoEbmFtZRgBIAEoCRISCgpjb25maWd1cmVkGAIgASgIEhAKCGJhc2VfdXJsGAMgASgJEhUKDWRlZmF1bHRfbW9kZWwYBCABKAkibAoLU3RvcmVTdGF0dXMSDwoHYmFja2VuZBgBIAEoCRIPCgdoZWFsdGh5GAIgASgIEhUKDXNlc3Npb25fY291bnQYAyABKAQSFQoNbWVzc2FnZV9jb3VudBgEIAEoBBINCgVlcnJvchgFIAEoCTJiCg5HYXRld2F5U2VydmljZRJQCglHZXRTdGF0dXMSIC5vcGVuY2xhbmtlci52MS5HZXRTdGF0dXNSZXF1ZXN0GiEub3BlbmNsYW5rZXIudjEuR2V0U3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration]);
+  fileDesc("ChxvcGVuY2xhbmtlci92MS9nYXRld2F5LnByb3RvEg5vcGVuY2xhbmtlci52MSISChBHZXRTdGF0dXNSZXF1ZXN0IsMCChFHZXRTdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEikKBnVwdGltZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIYChBkZWZhdWx0X3Byb3ZpZGVyGAMgASgJEjEKCXByb3ZpZGVycxgEIAMoCzIeLm9wZW5jbGFua2VyLnYxLlByb3ZpZGVyU3RhdHVzEioKBXN0b3JlGAUgASgLMhsub3BlbmNsYW5rZXIudjEuU3RvcmVTdGF0dXMSLwoIY2hhbm5lbHMYBiADKAsyHS5vcGVuY2xhbmtlci52MS5DaGFubmVsU3RhdHVzEhcKD3NwZW5kX3RvZGF5X3VzZBgHIAEoARIvCgt1c2FnZV90b2RheRgIIAMoCzIaLm9wZW5jbGFua2VyLnYxLk1vZGVsVXNhZ2UiewoKTW9kZWxVc2FnZRIQCghwcm92aWRlchgBIAEoCRINCgVtb2RlbBgCIAEoCRINCgV0dXJucxgDIAEoBBIUCgxpbnB1dF90b2tlbnMYBCABKAQSFQoNb3V0cHV0X3Rva2VucxgFIAEoBBIQCghjb3N0X3VzZBgGIAEoASJbCg5Qcm92aWRlclN0YXR1cxIMCgRuYW1lGAEgASgJEhIKCmNvbmZpZ3VyZWQYAiABKAgSEAoIYmFzZV91cmwYAyABKAkSFQoNZGVmYXVsdF9tb2RlbBgEIAEoCSJsCgtTdG9yZVN0YXR1cxIPCgdiYWNrZW5kGAEgASgJEg8KB2hlYWx0aHkYAiABKAgSFQoNc2Vzc2lvbl9jb3VudBgDIAEoBBIVCg1tZXNzYWdlX2NvdW50GAQgASgEEg0KBWVycm9yGAUgASgJImcKDUNoYW5uZWxTdGF0dXMSDAoEbmFtZRgBIAEoCRIPCgdlbmFibGVkGAIgASgIEhEKCWNvbm5lY3RlZBgDIAEoCBIQCghib3RfbmFtZRgEIAEoCRISCgpsYXN0X2Vycm9yGAUgASgJMmIKDkdhdGV3YXlTZXJ2aWNlElAKCUdldFN0YXR1cxIgLm9wZW5jbGFua2VyLnYxLkdldFN0YXR1c1JlcXVlc3QaIS5vcGVuY2xhbmtlci52MS5HZXRTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration]);
 
 /**
  * @generated from message openclanker.v1.GetStatusRequest
@@ -57,6 +57,27 @@ export type GetStatusResponse = Message<"openclanker.v1.GetStatusResponse"> & {
    * @generated from field: openclanker.v1.StoreStatus store = 5;
    */
   store?: StoreStatus | undefined;
+
+  /**
+   * Each chat channel (Telegram, Discord), enabled or not.
+   *
+   * @generated from field: repeated openclanker.v1.ChannelStatus channels = 6;
+   */
+  channels: ChannelStatus[];
+
+  /**
+   * What answers cost today (UTC), in USD, across every session.
+   *
+   * @generated from field: double spend_today_usd = 7;
+   */
+  spendTodayUsd: number;
+
+  /**
+   * Today's usage by provider and model.
+   *
+   * @generated from field: repeated openclanker.v1.ModelUsage usage_today = 8;
+   */
+  usageToday: ModelUsage[];
 };
 
 /**
@@ -65,6 +86,50 @@ export type GetStatusResponse = Message<"openclanker.v1.GetStatusResponse"> & {
  */
 export const GetStatusResponseSchema: GenMessage<GetStatusResponse> = /*@__PURE__*/
   messageDesc(file_openclanker_v1_gateway, 1);
+
+/**
+ * Usage of one provider and model over a day.
+ *
+ * @generated from message openclanker.v1.ModelUsage
+ */
+export type ModelUsage = Message<"openclanker.v1.ModelUsage"> & {
+  /**
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * @generated from field: uint64 turns = 3;
+   */
+  turns: bigint;
+
+  /**
+   * @generated from field: uint64 input_tokens = 4;
+   */
+  inputTokens: bigint;
+
+  /**
+   * @generated from field: uint64 output_tokens = 5;
+   */
+  outputTokens: bigint;
+
+  /**
+   * @generated from field: double cost_usd = 6;
+   */
+  costUsd: number;
+};
+
+/**
+ * Describes the message openclanker.v1.ModelUsage.
+ * Use `create(ModelUsageSchema)` to create a new message.
+ */
+export const ModelUsageSchema: GenMessage<ModelUsage> = /*@__PURE__*/
+  messageDesc(file_openclanker_v1_gateway, 2);
 
 /**
  * @generated from message openclanker.v1.ProviderStatus
@@ -100,7 +165,7 @@ export type ProviderStatus = Message<"openclanker.v1.ProviderStatus"> & {
  * Use `create(ProviderStatusSchema)` to create a new message.
  */
 export const ProviderStatusSchema: GenMessage<ProviderStatus> = /*@__PURE__*/
-  messageDesc(file_openclanker_v1_gateway, 2);
+  messageDesc(file_openclanker_v1_gateway, 3);
 
 /**
  * @generated from message openclanker.v1.StoreStatus
@@ -143,7 +208,54 @@ export type StoreStatus = Message<"openclanker.v1.StoreStatus"> & {
  * Use `create(StoreStatusSchema)` to create a new message.
  */
 export const StoreStatusSchema: GenMessage<StoreStatus> = /*@__PURE__*/
-  messageDesc(file_openclanker_v1_gateway, 3);
+  messageDesc(file_openclanker_v1_gateway, 4);
+
+/**
+ * @generated from message openclanker.v1.ChannelStatus
+ */
+export type ChannelStatus = Message<"openclanker.v1.ChannelStatus"> & {
+  /**
+   * "telegram" or "discord".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * True when a token is configured.
+   *
+   * @generated from field: bool enabled = 2;
+   */
+  enabled: boolean;
+
+  /**
+   * True while the channel talks to its platform.
+   *
+   * @generated from field: bool connected = 3;
+   */
+  connected: boolean;
+
+  /**
+   * The bot's name on the platform ("@name"), once known.
+   *
+   * @generated from field: string bot_name = 4;
+   */
+  botName: string;
+
+  /**
+   * The last error, empty when none since the last success (never contains a token).
+   *
+   * @generated from field: string last_error = 5;
+   */
+  lastError: string;
+};
+
+/**
+ * Describes the message openclanker.v1.ChannelStatus.
+ * Use `create(ChannelStatusSchema)` to create a new message.
+ */
+export const ChannelStatusSchema: GenMessage<ChannelStatus> = /*@__PURE__*/
+  messageDesc(file_openclanker_v1_gateway, 5);
 
 /**
  * The gateway itself.

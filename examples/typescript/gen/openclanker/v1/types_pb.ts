@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file openclanker/v1/types.proto.
  */
 export const file_openclanker_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChpvcGVuY2xhbmtlci92MS90eXBlcy5wcm90bxIOb3BlbmNsYW5rZXIudjEiNAoFVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgEEhUKDW91dHB1dF90b2tlbnMYAiABKAQiqgEKB1Nlc3Npb24SCgoCaWQYASABKAkSCwoDa2V5GAIgASgJEg0KBXRpdGxlGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNbWVzc2FnZV9jb3VudBgGIAEoBCKaAgoHTWVzc2FnZRIKCgJpZBgBIAEoAxISCgpzZXNzaW9uX2lkGAIgASgJEiIKBHJvbGUYAyABKA4yFC5vcGVuY2xhbmtlci52MS5Sb2xlEg8KB2NvbnRlbnQYBCABKAkSEAoIcHJvdmlkZXIYBSABKAkSDQoFbW9kZWwYBiABKAkSJAoFdXNhZ2UYByABKAsyFS5vcGVuY2xhbmtlci52MS5Vc2FnZRItCgZzdGF0dXMYCCABKA4yHS5vcGVuY2xhbmtlci52MS5NZXNzYWdlU3RhdHVzEhMKC3N0b3BfcmVhc29uGAkgASgJEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCpQCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtST0xFX1NZU1RFTRABEg0KCVJPTEVfVVNFUhACEhIKDlJPTEVfQVNTSVNUQU5UEAMqbAoNTWVzc2FnZVN0YXR1cxIeChpNRVNTQUdFX1NUQVRVU19VTlNQRUNJRklFRBAAEhsKF01FU1NBR0VfU1RBVFVTX0NPTVBMRVRFEAESHgoaTUVTU0FHRV9TVEFUVVNfSU5URVJSVVBURUQQAmIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChpvcGVuY2xhbmtlci92MS90eXBlcy5wcm90bxIOb3BlbmNsYW5rZXIudjEiNAoFVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgEEhUKDW91dHB1dF90b2tlbnMYAiABKAQivAEKB1Nlc3Npb24SCgoCaWQYASABKAkSCwoDa2V5GAIgASgJEg0KBXRpdGxlGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNbWVzc2FnZV9jb3VudBgGIAEoBBIQCghjb3N0X3VzZBgHIAEoASKsAgoHTWVzc2FnZRIKCgJpZBgBIAEoAxISCgpzZXNzaW9uX2lkGAIgASgJEiIKBHJvbGUYAyABKA4yFC5vcGVuY2xhbmtlci52MS5Sb2xlEg8KB2NvbnRlbnQYBCABKAkSEAoIcHJvdmlkZXIYBSABKAkSDQoFbW9kZWwYBiABKAkSJAoFdXNhZ2UYByABKAsyFS5vcGVuY2xhbmtlci52MS5Vc2FnZRItCgZzdGF0dXMYCCABKA4yHS5vcGVuY2xhbmtlci52MS5NZXNzYWdlU3RhdHVzEhMKC3N0b3BfcmVhc29uGAkgASgJEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghjb3N0X3VzZBgLIAEoASpQCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtST0xFX1NZU1RFTRABEg0KCVJPTEVfVVNFUhACEhIKDlJPTEVfQVNTSVNUQU5UEAMqbAoNTWVzc2FnZVN0YXR1cxIeChpNRVNTQUdFX1NUQVRVU19VTlNQRUNJRklFRBAAEhsKF01FU1NBR0VfU1RBVFVTX0NPTVBMRVRFEAESHgoaTUVTU0FHRV9TVEFUVVNfSU5URVJSVVBURUQQAmIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Token counts reported by the provider for one answer.
@@ -79,6 +79,13 @@ export type Session = Message$1<"openclanker.v1.Session"> & {
    * @generated from field: uint64 message_count = 6;
    */
   messageCount: bigint;
+
+  /**
+   * What the session's answers have cost so far, in USD (kept across resets).
+   *
+   * @generated from field: double cost_usd = 7;
+   */
+  costUsd: number;
 };
 
 /**
@@ -149,6 +156,13 @@ export type Message = Message$1<"openclanker.v1.Message"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 10;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * What this answer cost, in USD, from the configured price table (0 for unpriced models).
+   *
+   * @generated from field: double cost_usd = 11;
+   */
+  costUsd: number;
 };
 
 /**
