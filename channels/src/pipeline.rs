@@ -3,8 +3,13 @@
 //! relayed into the chat.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::OwnedMutexGuard;
 
 use open_clanker_core::{
     AccessError, AccessStore, ChatBackend, NewPairing, SessionRef, TurnRequest,
@@ -69,7 +74,10 @@ pub struct KeyedLocks {
 
 impl KeyedLocks {
     /// Waits for `key`'s lock.
-    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub fn lock_owned(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = OwnedMutexGuard<()>> + Send + 'static {
         let lock = {
             let mut map = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
             if map.len() > 1024 {
@@ -78,9 +86,12 @@ impl KeyedLocks {
             }
             map.entry(key.to_owned()).or_default().clone()
         };
-        lock.lock_owned().await
+        lock.lock_owned()
     }
 }
+
+/// A message's place in its session's queue ([`Pipeline::reserve`]).
+pub struct Reservation(Pin<Box<dyn Future<Output = OwnedMutexGuard<()>> + Send>>);
 
 /// Handles the messages of one channel.
 pub struct Pipeline {
@@ -144,6 +155,21 @@ impl Pipeline {
         Outcome::Failed(message)
     }
 
+    /// Takes `msg`'s place in its session's queue now, so that messages of one session are
+    /// handled in the order they arrived even when each runs on its own task: call it in arrival
+    /// order, then [`Pipeline::handle_in_turn`] on any task.
+    pub async fn reserve(&self, msg: &Inbound) -> Reservation {
+        let key = session_key(&self.channel, &msg.chat_id, &msg.sender_id, msg.is_group);
+        let mut wait: Pin<Box<dyn Future<Output = OwnedMutexGuard<()>> + Send>> =
+            Box::pin(self.locks.lock_owned(&key));
+        // Polling once queues the waiter (tokio's mutex is FIFO) without waiting for the lock.
+        let ready = futures::poll!(wait.as_mut());
+        Reservation(match ready {
+            Poll::Ready(guard) => Box::pin(std::future::ready(guard)),
+            Poll::Pending => wait,
+        })
+    }
+
     /// Handles one message; `bot_name` is the bot's user name (for `/command@bot_name`).
     pub async fn handle<S: ReplySink>(
         &self,
@@ -151,6 +177,19 @@ impl Pipeline {
         bot_name: Option<&str>,
         sink: &S,
     ) -> Outcome {
+        let place = self.reserve(&msg).await;
+        self.handle_in_turn(place, msg, bot_name, sink).await
+    }
+
+    /// [`Pipeline::handle`] with a place taken earlier by [`Pipeline::reserve`].
+    pub async fn handle_in_turn<S: ReplySink>(
+        &self,
+        place: Reservation,
+        msg: Inbound,
+        bot_name: Option<&str>,
+        sink: &S,
+    ) -> Outcome {
+        let _turn = place.0.await;
         let text = msg.text.trim();
         if text.is_empty() {
             return Outcome::Ignored("no text");
@@ -199,7 +238,6 @@ impl Pipeline {
         }
 
         let key = session_key(&self.channel, &msg.chat_id, &msg.sender_id, msg.is_group);
-        let _turn = self.locks.lock(&key).await;
         match parsed {
             Parsed::Command(command) => self.command(command, &key, sink).await,
             _ => self.turn(&key, text, sink).await,
@@ -358,6 +396,7 @@ mod tests {
     #[derive(Default)]
     struct EchoBackend {
         turns: AtomicUsize,
+        texts: Mutex<Vec<String>>,
         sessions: Mutex<HashMap<String, (String, u64)>>,
     }
 
@@ -365,6 +404,7 @@ mod tests {
     impl ChatBackend for EchoBackend {
         async fn start_turn(&self, request: TurnRequest) -> Result<TurnStream, TurnError> {
             self.turns.fetch_add(1, Ordering::SeqCst);
+            self.texts.lock().unwrap().push(request.text.clone());
             let SessionRef::Key(key) = request.session else {
                 return Err(TurnError::InvalidArgument("expected a key".into()));
             };
@@ -634,5 +674,32 @@ mod tests {
             p.handle(dm("9", "   "), None, &sink).await,
             Outcome::Ignored("no text")
         );
+    }
+
+    #[tokio::test]
+    async fn a_sessions_messages_run_in_arrival_order() {
+        let (p, backend, _) = setup(AccessPolicy {
+            dm: crate::access::DmPolicy::Open,
+            ..Default::default()
+        });
+        let p = Arc::new(p);
+        let sink = Arc::new(FakeSink::new(4096));
+        // Places taken in arrival order; the tasks then start in the opposite order.
+        let first = p.reserve(&dm("1", "first")).await;
+        let second = p.reserve(&dm("1", "second")).await;
+        let (p2, s2) = (p.clone(), sink.clone());
+        let late = tokio::spawn(async move {
+            p2.handle_in_turn(second, dm("1", "second"), None, &*s2)
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            backend.texts.lock().unwrap().is_empty(),
+            "the second waited for the first"
+        );
+        p.handle_in_turn(first, dm("1", "first"), None, &*sink)
+            .await;
+        late.await.unwrap();
+        assert_eq!(*backend.texts.lock().unwrap(), ["first", "second"]);
     }
 }

@@ -381,9 +381,13 @@ impl Channel {
         };
         let pipeline = self.pipeline.clone();
         let username = me.username().to_owned();
+        // In arrival order: a chat's messages are answered one after the other, in order.
+        let place = pipeline.reserve(&inbound).await;
         self.tasks.spawn(async move {
             let _permit = permit;
-            let outcome = pipeline.handle(inbound, Some(&username), &sink).await;
+            let outcome = pipeline
+                .handle_in_turn(place, inbound, Some(&username), &sink)
+                .await;
             debug!(channel = NAME, ?outcome, "message handled");
         });
     }
