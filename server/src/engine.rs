@@ -389,7 +389,8 @@ impl ChatBackend for Engine {
             "turn",
             session = tracing::field::Empty,
             provider = %kind,
-            model = %model
+            model = %model,
+            otel.status_code = tracing::field::Empty
         );
         let (session_id, session_created, user_message_id, system, messages) =
             if let SessionRef::Stateless(given) = request.session {
@@ -644,6 +645,7 @@ impl Turn {
             (None, _) => debug!(elapsed_ms, "caller went away; partial answer kept"),
             (Some(error), partial) => {
                 warn!(elapsed_ms, error = %error, "turn failed");
+                tracing::Span::current().record("otel.status_code", "ERROR");
                 let _ = self.tx.send(TurnEvent::Failed { error, partial }).await;
             }
         }

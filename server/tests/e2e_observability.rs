@@ -335,6 +335,8 @@ async fn a_turn_is_traced_over_otlp_with_its_trace_id_in_the_logs() {
     );
     let out = gw.cli(&["chat", "trace me please"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let out = gw.cli(&["chat", "and fail #status=401"]);
+    assert!(!out.status.success());
     let (status, _, logs) = gw.terminate();
     assert!(status.success(), "{logs}");
 
@@ -349,8 +351,12 @@ async fn a_turn_is_traced_over_otlp_with_its_trace_id_in_the_logs() {
         .map(|(_, s)| s)
         .filter(|s| s.name == "turn")
         .collect();
-    assert_eq!(turns.len(), 1, "{spans:?}");
-    let turn = turns[0];
+    assert_eq!(turns.len(), 2, "{spans:?}");
+    // The failed turn is marked as an error; the other one is not.
+    let failed = |s: &Span| s.status.as_ref().is_some_and(|st| st.code == 2);
+    assert_eq!(turns.iter().filter(|s| failed(s)).count(), 1, "{turns:?}");
+    let turn = *turns.iter().find(|s| !failed(s)).unwrap();
+    assert_ne!(turns[0].trace_id, turns[1].trace_id, "one trace per turn");
     assert!(turn.parent_span_id.is_empty(), "the turn is a root span");
     let children: Vec<&Span> = spans
         .iter()
