@@ -102,9 +102,7 @@ pids+=($!)
 gw_auth=$(addr_of "$tmp/gateway-auth")
 check "python: no token" "" 1 'error: UNAUTHENTICATED' -- python3 examples/python/chat.py --addr "$gw_auth" "hi"
 check "python: token" "echo: hi" 0 '\[completed\]' -- env OPEN_CLANKER_TOKEN=$token python3 examples/python/chat.py --addr "$gw_auth" "hi"
-# (No "typescript: no token" case yet: the gateway refuses a call without a token before reading its
-# body and closes the HTTP/1.1 connection, so connect-node mostly reports "Internal: write EPIPE"
-# instead of UNAUTHENTICATED. To add once the refusal drains the request body.)
+check "typescript: no token" "" 1 'UNAUTHENTICATED|[Uu]nauthenticated' -- "$ts/node_modules/.bin/tsx" "$ts/chat.ts" --addr "http://$gw_auth" "hi"
 check "typescript: token" "echo: hi" 0 '\[completed\]' -- env OPEN_CLANKER_TOKEN=$token "$ts/node_modules/.bin/tsx" "$ts/chat.ts" --addr "http://$gw_auth" "hi"
 
 # The session key kept both turns of each example: 4 messages each.

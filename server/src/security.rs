@@ -416,6 +416,23 @@ fn refuse(
     response.unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
+/// Reads (a bounded part of) a refused request's body before answering: an HTTP/1.1 client that
+/// is still sending its body would otherwise see the connection close under it (EPIPE) instead
+/// of the refusal. Bidirectional streams (reflection) are not waited for.
+async fn drained(req: Request, answer: Response) -> Response {
+    const DRAIN_BYTES: usize = 64 * 1024;
+    if req.uri().path().starts_with("/grpc.reflection.") {
+        return answer;
+    }
+    let body = http_body_util::Limited::new(req.into_body(), DRAIN_BYTES);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        http_body_util::BodyExt::collect(body),
+    )
+    .await;
+    answer
+}
+
 /// The middleware: authentication, then the per-caller turn rate limit.
 pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
@@ -437,26 +454,28 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
         let Some(presented) = presented else {
             debug!(path, "request without a token refused");
             crate::metrics::rejected("missing_token");
-            return refuse(
+            let answer = refuse(
                 grpc,
                 StatusCode::UNAUTHORIZED,
                 tonic::Code::Unauthenticated,
                 "missing API token: send the header authorization: Bearer <token>",
                 None,
             );
+            return drained(req, answer).await;
         };
         match guard.check(presented.as_bytes()) {
             Some(name) => caller.token = Some(name.to_string()),
             None => {
                 warn!(path, peer = ?peer(&req), "request with an unknown API token refused");
                 crate::metrics::rejected("invalid_token");
-                return refuse(
+                let answer = refuse(
                     grpc,
                     StatusCode::UNAUTHORIZED,
                     tonic::Code::Unauthenticated,
                     "invalid API token",
                     None,
                 );
+                return drained(req, answer).await;
             }
         }
     }
@@ -480,7 +499,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
             let secs = wait.max(Duration::from_secs(1)).as_secs();
             warn!(caller = %key, "turn rate limit reached");
             crate::metrics::rejected("rate_limited");
-            return refuse(
+            let answer = refuse(
                 grpc,
                 StatusCode::TOO_MANY_REQUESTS,
                 tonic::Code::ResourceExhausted,
@@ -490,6 +509,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
                 ),
                 Some(secs),
             );
+            return drained(req, answer).await;
         }
     }
     req.extensions_mut().insert(caller);
