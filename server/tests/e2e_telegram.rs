@@ -87,6 +87,30 @@ impl Setup {
         }
     }
 
+    /// Waits until the bot's message number `index` in chat `chat` reads `expected` (the final
+    /// edit of a streamed answer); returns the chat's messages.
+    async fn wait_text(
+        &self,
+        chat: i64,
+        index: usize,
+        expected: &str,
+    ) -> Vec<telegram::SentMessage> {
+        let done = self
+            .tg
+            .wait_until(WAIT, |t| {
+                t.messages(chat)
+                    .get(index)
+                    .is_some_and(|m| m.text == expected)
+            })
+            .await;
+        assert!(
+            done,
+            "message {index} of chat {chat} never read {expected:?}: {:#?}",
+            self.tg.messages(chat)
+        );
+        self.tg.messages(chat)
+    }
+
     fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = self.gw.cli(args);
         (out.status.success(), stdout(&out), stderr(&out))
@@ -141,9 +165,9 @@ async fn an_allowed_dm_gets_a_streamed_reply_that_is_stored() {
         42,
         "one two three four five six seven **eight** #delay=300",
     );
-    let messages = s.settled(42, 1).await;
-    assert_eq!(messages.len(), 1, "{messages:#?}");
     let answer = "echo: one two three four five six seven eight #delay=300";
+    let messages = s.wait_text(42, 0, answer).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
     assert_eq!(messages[0].text, answer, "the Markdown is rendered");
     assert_eq!(messages[0].parse_mode.as_deref(), Some("HTML"));
     assert!(
@@ -231,8 +255,7 @@ async fn a_stranger_pairs_and_is_answered_after_approval() {
     assert!(ok && out.contains("77") && out.contains("pairing"), "{out}");
 
     s.tg.push_text(77, 77, "now?");
-    let messages = s.settled(77, 3).await;
-    assert_eq!(messages[2].text, "echo: now?");
+    s.wait_text(77, 2, "echo: now?").await;
     assert_eq!(s.provider.request_count(), 1);
 
     // Revoked: back to pairing.
@@ -251,11 +274,19 @@ async fn long_answers_are_split_and_reset_starts_afresh() {
     let s = setup(&[("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42")]).await;
     s.polling().await;
     s.tg.push_text(42, 42, "#tokens=1500");
-    let messages = s.settled(42, 3).await;
     let answer: String = (0..1500)
         .map(|i| format!("tok{i}"))
         .collect::<Vec<_>>()
         .join(" ");
+    let complete =
+        s.tg.wait_until(WAIT, |t| {
+            t.messages(42)
+                .last()
+                .is_some_and(|m| m.text.ends_with("tok1499"))
+        })
+        .await;
+    assert!(complete, "{:#?}", s.tg.messages(42));
+    let messages = s.tg.messages(42);
     assert!(answer.len() > 2 * 4096);
     assert_eq!(
         messages.len(),
@@ -282,8 +313,7 @@ async fn long_answers_are_split_and_reset_starts_afresh() {
     let (_, count) = s.session("telegram:42").unwrap();
     assert_eq!(count, 0, "history cleared");
     s.tg.push_text(42, 42, "again");
-    let messages = s.settled(42, 5).await;
-    assert_eq!(messages[4].text, "echo: again");
+    s.wait_text(42, 4, "echo: again").await;
     // The provider saw no earlier history after the reset.
     let last = s.provider.requests().pop().unwrap();
     assert_eq!(
@@ -308,8 +338,7 @@ async fn rate_limits_are_waited_out_and_refused_html_falls_back_to_plain_text() 
     s.polling().await;
     s.tg.fail_next("sendMessage", Failure::RetryAfter(2));
     s.tg.push_text(42, 42, "hi");
-    let messages = s.settled(42, 1).await;
-    assert_eq!(messages[0].text, "echo: hi");
+    s.wait_text(42, 0, "echo: hi").await;
     let sends = s.tg.calls_of("sendMessage");
     assert_eq!(sends[0].status, 429);
     let ok = sends
@@ -323,9 +352,8 @@ async fn rate_limits_are_waited_out_and_refused_html_falls_back_to_plain_text() 
 
     s.tg.fail_next("sendMessage", Failure::CantParseEntities);
     s.tg.push_text(42, 42, "plain *please*");
-    let messages = s.settled(42, 2).await;
+    let messages = s.wait_text(42, 1, "echo: plain *please*").await;
     assert_eq!(messages[1].parse_mode, None, "resent without formatting");
-    assert_eq!(messages[1].text, "echo: plain *please*");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,14 +367,12 @@ async fn groups_answer_mentions_with_per_sender_sessions() {
     s.tg.push_text(-100, 5, "talking among ourselves");
     let asked =
         s.tg.push_text(-100, 5, &format!("@{BOT_USERNAME} what is up"));
-    let messages = s.settled(-100, 1).await;
+    let messages = s.wait_text(-100, 0, "echo: what is up").await;
     assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].text, "echo: what is up");
     assert_eq!(messages[0].reply_to, Some(asked));
     // Another member replies to the bot: answered in their own session.
     s.tg.push_message(-100, 6, "and me", Some(messages[0].message_id));
-    let messages = s.settled(-100, 2).await;
-    assert_eq!(messages[1].text, "echo: and me");
+    s.wait_text(-100, 1, "echo: and me").await;
     assert_eq!(s.session("telegram:-100:5").unwrap().1, 2);
     assert_eq!(s.session("telegram:-100:6").unwrap().1, 2);
     assert_eq!(s.provider.request_count(), 2);
@@ -475,8 +501,7 @@ async fn webhook_mode_serves_the_secret_path_on_the_gateway_port() {
         &update,
     );
     assert!(line.contains("200"), "{line}");
-    let messages = s.settled(42, 1).await;
-    assert_eq!(messages[0].text, "echo: via webhook");
+    s.wait_text(42, 0, "echo: via webhook").await;
 }
 
 fn telegram_secret_header() -> &'static str {
