@@ -1,0 +1,629 @@
+//! One streamed chat, over each protocol the gateway speaks (and straight to the stand-in, as the
+//! baseline), timed on arrival of each event.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
+use open_clanker_client::pb;
+use pb::chat_response::Event;
+use pb::chat_service_client::ChatServiceClient;
+use prost::Message as _;
+use serde::Serialize;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+/// How a chat reaches the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// gRPC over HTTP/2 (`ChatService/Chat`), K streams per connection.
+    Grpc,
+    /// gRPC-Web over HTTP/1.1, one connection per stream.
+    GrpcWeb,
+    /// The OpenAI-compatible endpoint (`POST /v1/chat/completions`, `stream: true`) over HTTP/1.1.
+    Openai,
+    /// Straight to the stand-in's Anthropic Messages API: the baseline (no gateway).
+    Direct,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::GrpcWeb => "grpc-web",
+            Protocol::Openai => "openai",
+            Protocol::Direct => "direct",
+        }
+    }
+}
+
+/// What one chat saw.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Request sent -> first text delta received, microseconds.
+    pub ttft_us: Option<u64>,
+    /// Request sent -> the turn's first event (`started`, the role chunk, `message_start`).
+    pub started_us: Option<u64>,
+    /// Request sent -> end of the answer.
+    pub total_us: u64,
+    /// Gaps between consecutive text deltas, microseconds.
+    pub gaps_us: Vec<u32>,
+    /// Text deltas received.
+    pub deltas: usize,
+    /// Why it failed: a gRPC code name (`UNAVAILABLE`), `HTTP_503`, `WRONG_ANSWER`, `TIMEOUT`, ...
+    pub error: Option<String>,
+}
+
+/// What a chat expects.
+#[derive(Clone)]
+pub enum Mode {
+    /// The whole answer, `tok0 tok1 …` with this many words, stored (checked).
+    Complete { expected: Arc<str> },
+    /// Keep the stream open after its first delta until `release` turns true; `opened` counts
+    /// streams that got their first delta.
+    Hold {
+        release: watch::Receiver<bool>,
+        opened: Arc<AtomicUsize>,
+    },
+}
+
+/// The answer `#tokens=N` makes the stand-in send.
+pub fn expected_answer(tokens: usize) -> Arc<str> {
+    let words: Vec<String> = (0..tokens).map(|i| format!("tok{i}")).collect();
+    Arc::from(words.join(" "))
+}
+
+/// Times the events of one chat.
+struct Recorder {
+    t0: Instant,
+    last: Option<Instant>,
+    out: Outcome,
+    text: String,
+}
+
+impl Recorder {
+    fn new(t0: Instant) -> Self {
+        Self {
+            t0,
+            last: None,
+            out: Outcome::default(),
+            text: String::new(),
+        }
+    }
+
+    fn started(&mut self) {
+        if self.out.started_us.is_none() {
+            self.out.started_us = Some(self.t0.elapsed().as_micros() as u64);
+        }
+    }
+
+    /// Returns true for the first delta.
+    fn delta(&mut self, text: &str) -> bool {
+        let now = Instant::now();
+        let first = match self.last {
+            None => {
+                self.out.ttft_us = Some((now - self.t0).as_micros() as u64);
+                true
+            }
+            Some(prev) => {
+                self.out
+                    .gaps_us
+                    .push((now - prev).as_micros().min(u32::MAX as u128) as u32);
+                false
+            }
+        };
+        self.last = Some(now);
+        self.out.deltas += 1;
+        self.text.push_str(text);
+        first
+    }
+
+    fn finish(mut self, error: Option<String>) -> Outcome {
+        self.out.total_us = self.t0.elapsed().as_micros() as u64;
+        self.out.error = error;
+        self.out
+    }
+}
+
+fn code_name(code: tonic::Code) -> String {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+    .to_string()
+}
+
+/// A stored answer as the gRPC `completed` event carries it: right text, complete, with an id.
+fn check_stored(message: Option<&pb::Message>, expected: &str) -> Option<String> {
+    match message {
+        None => Some("NO_COMPLETION".into()),
+        Some(m) if m.id <= 0 => Some("NOT_STORED".into()),
+        Some(m) if m.status != pb::MessageStatus::Complete as i32 => Some("NOT_COMPLETE".into()),
+        Some(m) if m.content != expected => Some("WRONG_ANSWER".into()),
+        Some(_) => None,
+    }
+}
+
+/// Sends chats over one protocol.
+#[derive(Clone)]
+pub struct Driver {
+    pub protocol: Protocol,
+    grpc: Arc<Vec<ChatServiceClient<Channel>>>,
+    http: reqwest::Client,
+    /// The gateway's (or for `Direct` the stand-in's) base URL, `http://host:port`.
+    base: Arc<str>,
+    api_key: Arc<str>,
+    /// Distinguishes this run's session keys (OpenAI endpoint).
+    run_tag: Arc<str>,
+}
+
+impl Driver {
+    /// Connects `connections` gRPC channels (one HTTP/2 connection each) for `Grpc`; the HTTP/1.1
+    /// protocols open one connection per concurrent stream on demand.
+    pub async fn new(
+        protocol: Protocol,
+        base: &str,
+        connections: usize,
+        api_key: &str,
+        run_tag: &str,
+    ) -> Result<Driver, String> {
+        let mut grpc = Vec::new();
+        if protocol == Protocol::Grpc {
+            for _ in 0..connections.max(1) {
+                let channel = tonic::transport::Endpoint::from_shared(base.to_string())
+                    .map_err(|e| e.to_string())?
+                    .connect_timeout(Duration::from_secs(5))
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await
+                    .map_err(|e| format!("cannot connect to {base}: {e}"))?;
+                grpc.push(ChatServiceClient::new(channel));
+            }
+        }
+        let http = reqwest::Client::builder()
+            .http1_only()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(usize::MAX)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Driver {
+            protocol,
+            grpc: Arc::new(grpc),
+            http,
+            base: Arc::from(base.trim_end_matches('/')),
+            api_key: Arc::from(api_key),
+            run_tag: Arc::from(run_tag),
+        })
+    }
+
+    /// Runs chat number `i` with `text`, bounded by `timeout`.
+    pub async fn chat(&self, i: usize, text: String, mode: Mode, timeout: Duration) -> Outcome {
+        let t0 = Instant::now();
+        let run = async {
+            match self.protocol {
+                Protocol::Grpc => self.grpc_chat(i, text, &mode, t0).await,
+                Protocol::GrpcWeb => self.grpc_web_chat(text, &mode, t0).await,
+                Protocol::Openai => self.openai_chat(i, text, &mode, t0).await,
+                Protocol::Direct => self.direct_chat(text, &mode, t0).await,
+            }
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome {
+                total_us: t0.elapsed().as_micros() as u64,
+                error: Some("TIMEOUT".into()),
+                ..Outcome::default()
+            },
+        }
+    }
+
+    async fn grpc_chat(&self, i: usize, text: String, mode: &Mode, t0: Instant) -> Outcome {
+        let mut client = self.grpc[i % self.grpc.len()].clone();
+        let mut rec = Recorder::new(t0);
+        let request = pb::ChatRequest {
+            session: None,
+            text,
+            provider: String::new(),
+            model: String::new(),
+        };
+        let mut stream = match client.chat(request).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return rec.finish(Some(code_name(s.code()))),
+        };
+        let mut completed: Option<pb::Message> = None;
+        let mut error_event: Option<String> = None;
+        loop {
+            let next = match held(mode) {
+                Some(mut release) => tokio::select! {
+                    m = stream.message() => m,
+                    _ = release.wait_for(|r| *r) => return released(rec),
+                },
+                None => stream.message().await,
+            };
+            match next {
+                Ok(Some(pb::ChatResponse { event: Some(event) })) => match event {
+                    Event::Started(_) => rec.started(),
+                    Event::Delta(d) => {
+                        if rec.delta(&d.text)
+                            && let Mode::Hold { opened, .. } = mode
+                        {
+                            opened.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    Event::Usage(_) => {}
+                    Event::Completed(c) => completed = c.message,
+                    Event::Error(e) => error_event = Some(e.code),
+                },
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(s) => {
+                    let code = error_event.unwrap_or_else(|| code_name(s.code()));
+                    return rec.finish(Some(code));
+                }
+            }
+        }
+        let error = match mode {
+            Mode::Complete { expected } => error_event.or_else(|| {
+                check_stored(completed.as_ref(), expected)
+                    .or_else(|| (rec.text != **expected).then(|| "WRONG_ANSWER".to_string()))
+            }),
+            Mode::Hold { .. } => Some(error_event.unwrap_or_else(|| "ENDED_EARLY".into())),
+        };
+        rec.finish(error)
+    }
+
+    async fn grpc_web_chat(&self, text: String, mode: &Mode, t0: Instant) -> Outcome {
+        let mut rec = Recorder::new(t0);
+        let request = pb::ChatRequest {
+            session: None,
+            text,
+            provider: String::new(),
+            model: String::new(),
+        };
+        let message = request.encode_to_vec();
+        let mut body = Vec::with_capacity(5 + message.len());
+        body.push(0u8);
+        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        body.extend_from_slice(&message);
+        let sent = self
+            .http
+            .post(format!("{}/openclanker.v1.ChatService/Chat", self.base))
+            .header("content-type", "application/grpc-web+proto")
+            .header("accept", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .body(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(_) => return rec.finish(Some("TRANSPORT".into())),
+        };
+        if !response.status().is_success() {
+            return rec.finish(Some(format!("HTTP_{}", response.status().as_u16())));
+        }
+        if let Some(status) = header_status(response.headers())
+            && status != 0
+        {
+            return rec.finish(Some(code_name(tonic::Code::from_i32(status))));
+        }
+        let mut body = response.bytes_stream();
+        let mut buf = BytesMut::new();
+        let mut completed: Option<pb::Message> = None;
+        let mut error_event: Option<String> = None;
+        let mut trailer_status: Option<i32> = None;
+        loop {
+            let chunk = match held(mode) {
+                Some(mut release) => tokio::select! {
+                    c = body.next() => c,
+                    _ = release.wait_for(|r| *r) => return released(rec),
+                },
+                None => body.next().await,
+            };
+            match chunk {
+                Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
+                Some(Err(_)) => return rec.finish(Some("TRANSPORT".into())),
+                None => break,
+            }
+            while buf.len() >= 5 {
+                let flag = buf[0];
+                let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+                if buf.len() < 5 + len {
+                    break;
+                }
+                buf.advance(5);
+                let frame = buf.split_to(len);
+                if flag & 0x80 != 0 {
+                    let text = String::from_utf8_lossy(&frame);
+                    trailer_status = text.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        (k.trim().eq_ignore_ascii_case("grpc-status"))
+                            .then(|| v.trim().parse().ok())
+                            .flatten()
+                    });
+                    continue;
+                }
+                match pb::ChatResponse::decode(frame.freeze()) {
+                    Ok(pb::ChatResponse { event: Some(event) }) => match event {
+                        Event::Started(_) => rec.started(),
+                        Event::Delta(d) => {
+                            if rec.delta(&d.text)
+                                && let Mode::Hold { opened, .. } = mode
+                            {
+                                opened.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Event::Usage(_) => {}
+                        Event::Completed(c) => completed = c.message,
+                        Event::Error(e) => error_event = Some(e.code),
+                    },
+                    Ok(_) => {}
+                    Err(_) => return rec.finish(Some("BAD_FRAME".into())),
+                }
+            }
+        }
+        let error = match (trailer_status, mode) {
+            (_, Mode::Hold { .. }) => Some(error_event.unwrap_or_else(|| "ENDED_EARLY".into())),
+            (Some(0), Mode::Complete { expected }) => error_event.or_else(|| {
+                check_stored(completed.as_ref(), expected)
+                    .or_else(|| (rec.text != **expected).then(|| "WRONG_ANSWER".to_string()))
+            }),
+            (Some(code), _) => {
+                Some(error_event.unwrap_or_else(|| code_name(tonic::Code::from_i32(code))))
+            }
+            (None, _) => Some("NO_TRAILERS".into()),
+        };
+        rec.finish(error)
+    }
+
+    async fn openai_chat(&self, i: usize, text: String, mode: &Mode, t0: Instant) -> Outcome {
+        let rec = Recorder::new(t0);
+        let body = serde_json::json!({
+            "model": "anthropic/stand-in-model",
+            "stream": true,
+            "messages": [{"role": "user", "content": text}],
+        });
+        let sent = self
+            .http
+            .post(format!("{}/v1/chat/completions", self.base))
+            .header(
+                "x-openclanker-session-key",
+                format!("bench-{}-{i}", self.run_tag),
+            )
+            .json(&body)
+            .send()
+            .await;
+        sse_chat(sent, rec, mode, SseKind::OpenAi).await
+    }
+
+    async fn direct_chat(&self, text: String, mode: &Mode, t0: Instant) -> Outcome {
+        let rec = Recorder::new(t0);
+        let body = serde_json::json!({
+            "model": "stand-in-model",
+            "max_tokens": 4096,
+            "stream": true,
+            "messages": [{"role": "user", "content": text}],
+        });
+        let sent = self
+            .http
+            .post(format!("{}/v1/messages", self.base))
+            .header("x-api-key", &*self.api_key)
+            .header("anthropic-version", "2023-06-01")
+            .header("accept", "text/event-stream")
+            .json(&body)
+            .send()
+            .await;
+        sse_chat(sent, rec, mode, SseKind::Anthropic).await
+    }
+}
+
+/// In `Hold` mode: the receiver to wait on for the release.
+fn held(mode: &Mode) -> Option<watch::Receiver<bool>> {
+    match mode {
+        Mode::Hold { release, .. } => Some(release.clone()),
+        Mode::Complete { .. } => None,
+    }
+}
+
+/// A held stream let go: fine once it had its first delta.
+fn released(rec: Recorder) -> Outcome {
+    let error = rec.last.is_none().then(|| "NOT_OPENED".to_string());
+    rec.finish(error)
+}
+
+fn header_status(headers: &reqwest::header::HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum SseKind {
+    Anthropic,
+    OpenAi,
+}
+
+/// Reads a Server-Sent Events answer (Anthropic's or the gateway's OpenAI-shaped one).
+async fn sse_chat(
+    sent: reqwest::Result<reqwest::Response>,
+    mut rec: Recorder,
+    mode: &Mode,
+    kind: SseKind,
+) -> Outcome {
+    let response = match sent {
+        Ok(r) => r,
+        Err(_) => return rec.finish(Some("TRANSPORT".into())),
+    };
+    if !response.status().is_success() {
+        return rec.finish(Some(format!("HTTP_{}", response.status().as_u16())));
+    }
+    let mut body = response.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut finished = false;
+    let mut error: Option<String> = None;
+    'read: loop {
+        let chunk = match held(mode) {
+            Some(mut release) => tokio::select! {
+                c = body.next() => c,
+                _ = release.wait_for(|r| *r) => return released(rec),
+            },
+            None => body.next().await,
+        };
+        match chunk {
+            Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
+            Some(Err(_)) => return rec.finish(Some("TRANSPORT".into())),
+            None => break,
+        }
+        while let Some(end) = find_event_end(&buf) {
+            let event: Vec<u8> = buf.drain(..end).collect();
+            let mut data = String::new();
+            for line in String::from_utf8_lossy(&event).lines() {
+                if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            if data.is_empty() {
+                continue;
+            }
+            if data == "[DONE]" {
+                break 'read;
+            }
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&data) else {
+                return rec.finish(Some("BAD_EVENT".into()));
+            };
+            if let Some(e) = json.get("error") {
+                let code = e
+                    .get("code")
+                    .or_else(|| e.get("type"))
+                    .and_then(|c| c.as_str())
+                    .unwrap_or("ERROR_EVENT");
+                error = Some(code.to_ascii_uppercase());
+                break 'read;
+            }
+            let delta = match kind {
+                SseKind::Anthropic => match json.get("type").and_then(|t| t.as_str()) {
+                    Some("message_start") => {
+                        rec.started();
+                        None
+                    }
+                    Some("content_block_delta") => json
+                        .pointer("/delta/text")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_owned),
+                    Some("message_stop") => {
+                        finished = true;
+                        None
+                    }
+                    _ => None,
+                },
+                SseKind::OpenAi => {
+                    let choice = json.pointer("/choices/0");
+                    if choice
+                        .and_then(|c| c.get("finish_reason"))
+                        .is_some_and(|f| !f.is_null())
+                    {
+                        finished = true;
+                    }
+                    match choice
+                        .and_then(|c| c.pointer("/delta/content"))
+                        .and_then(|t| t.as_str())
+                    {
+                        Some("") => {
+                            rec.started();
+                            None
+                        }
+                        Some(t) => Some(t.to_owned()),
+                        None => None,
+                    }
+                }
+            };
+            if let Some(text) = delta
+                && rec.delta(&text)
+                && let Mode::Hold { opened, .. } = mode
+            {
+                opened.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    let error = match mode {
+        Mode::Hold { .. } => Some(error.unwrap_or_else(|| "ENDED_EARLY".into())),
+        Mode::Complete { expected } => error.or_else(|| {
+            if !finished {
+                Some("NO_COMPLETION".into())
+            } else if rec.text != **expected {
+                Some("WRONG_ANSWER".into())
+            } else {
+                None
+            }
+        }),
+    };
+    rec.finish(error)
+}
+
+/// The end (exclusive) of the first complete event in `buf`: after a blank line.
+fn find_event_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_and_event_ends() {
+        assert_eq!(&*expected_answer(3), "tok0 tok1 tok2");
+        assert_eq!(&*expected_answer(0), "");
+        assert_eq!(find_event_end(b"data: x\n\nrest"), Some(9));
+        assert_eq!(find_event_end(b"data: x\r\n\r\n"), Some(11));
+        assert_eq!(find_event_end(b"data: x\n"), None);
+    }
+
+    #[test]
+    fn stored_answers_are_checked() {
+        let good = pb::Message {
+            id: 7,
+            content: "tok0".into(),
+            status: pb::MessageStatus::Complete as i32,
+            ..Default::default()
+        };
+        assert_eq!(check_stored(Some(&good), "tok0"), None);
+        assert_eq!(check_stored(None, "tok0").as_deref(), Some("NO_COMPLETION"));
+        assert_eq!(
+            check_stored(Some(&good), "tok1").as_deref(),
+            Some("WRONG_ANSWER")
+        );
+        let unsaved = pb::Message { id: 0, ..good };
+        assert_eq!(
+            check_stored(Some(&unsaved), "tok0").as_deref(),
+            Some("NOT_STORED")
+        );
+    }
+}
