@@ -260,15 +260,15 @@ pub fn apply_env(config: &mut Config, env: &[(String, String)]) -> Vec<Problem> 
     if let Some(url) = e.open_clanker_telegram_webhook_url {
         tg.webhook_url = Some(url);
     }
-    if let Some(m) = e.open_clanker_telegram_mode {
-        if let Some(m) = word("OPEN_CLANKER_TELEGRAM_MODE", &m, &mut problems) {
-            tg.mode = m;
-        }
+    if let Some(m) = e.open_clanker_telegram_mode
+        && let Some(m) = word("OPEN_CLANKER_TELEGRAM_MODE", &m, &mut problems)
+    {
+        tg.mode = m;
     }
-    if let Some(p) = e.open_clanker_telegram_dm_policy {
-        if let Some(p) = word("OPEN_CLANKER_TELEGRAM_DM_POLICY", &p, &mut problems) {
-            tg.dm_policy = p;
-        }
+    if let Some(p) = e.open_clanker_telegram_dm_policy
+        && let Some(p) = word("OPEN_CLANKER_TELEGRAM_DM_POLICY", &p, &mut problems)
+    {
+        tg.dm_policy = p;
     }
     if let Some(list) = e.open_clanker_telegram_allow_from {
         tg.allow_from = id_list(&list);
@@ -280,10 +280,10 @@ pub fn apply_env(config: &mut Config, env: &[(String, String)]) -> Vec<Problem> 
     if e.open_clanker_discord_api_url.is_some() {
         dc.api_url = e.open_clanker_discord_api_url;
     }
-    if let Some(p) = e.open_clanker_discord_dm_policy {
-        if let Some(p) = word("OPEN_CLANKER_DISCORD_DM_POLICY", &p, &mut problems) {
-            dc.dm_policy = p;
-        }
+    if let Some(p) = e.open_clanker_discord_dm_policy
+        && let Some(p) = word("OPEN_CLANKER_DISCORD_DM_POLICY", &p, &mut problems)
+    {
+        dc.dm_policy = p;
     }
     if let Some(list) = e.open_clanker_discord_allow_from {
         dc.allow_from = id_list(&list);
