@@ -62,7 +62,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into() }
+        Self {
+            role,
+            content: content.into(),
+        }
     }
 }
 
@@ -392,7 +395,10 @@ mod tests {
         for kind in ProviderKind::ALL {
             assert_eq!(kind.as_str().parse::<ProviderKind>().unwrap(), kind);
         }
-        assert_eq!("OpenAI".parse::<ProviderKind>().unwrap(), ProviderKind::OpenAi);
+        assert_eq!(
+            "OpenAI".parse::<ProviderKind>().unwrap(),
+            ProviderKind::OpenAi
+        );
         let err = "gemini".parse::<ProviderKind>().unwrap_err();
         assert!(err.0.contains("gemini"), "{err}");
     }

@@ -416,15 +416,20 @@ impl ChatBackend for Engine {
                     .instrument(tracing::info_span!(parent: &span, "store.resolve_session"))
                     .await?;
                 self.check_spend(Some(&session)).await?;
-                let history = self
-                    .store
-                    .recent_messages(&session.id, self.history_max_messages)
-                    .instrument(tracing::info_span!(parent: &span, "store.history"))
-                    .await
-                    .map_err(store_error)?
-                    .into_iter()
-                    .map(|m| ChatMessage::new(m.role, m.content))
-                    .collect();
+                // A session this turn created has no history: skip the query (one store round
+                // trip less before the first token).
+                let history = if created {
+                    Vec::new()
+                } else {
+                    self.store
+                        .recent_messages(&session.id, self.history_max_messages)
+                        .instrument(tracing::info_span!(parent: &span, "store.history"))
+                        .await
+                        .map_err(store_error)?
+                        .into_iter()
+                        .map(|m| ChatMessage::new(m.role, m.content))
+                        .collect()
+                };
                 let user = self
                     .store
                     .append_message(NewMessage {

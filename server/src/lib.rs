@@ -3,8 +3,8 @@
 //! The binary (`open-clanker`) is a thin `main` over [`cli`].
 
 pub mod access_api;
-pub mod cli;
 pub mod channels;
+pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod engine;

@@ -25,8 +25,8 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-pub use open_clanker_core::{MessageStatus, Role, Session, StoredMessage, Usage};
 pub use open_clanker_core::{AccessError, AccessStore, AllowedSender, NewPairing, PairingRequest};
+pub use open_clanker_core::{MessageStatus, Role, Session, StoredMessage, Usage};
 
 use entity::{messages, sessions};
 pub use usage::{DailyUsage, utc_day};
