@@ -104,7 +104,14 @@ pub struct Engine {
     session_cap: Option<i64>,
     day_cap: Option<i64>,
     day_spend: Arc<DaySpend>,
+    /// `limits.turns_per_minute` per chat-channel sender (session keys `telegram:…`, `discord:…`);
+    /// API callers are limited per token at the door (`security::guard`).
+    sender_limiter: Option<governor::DefaultKeyedRateLimiter<String>>,
+    per_minute: u32,
 }
+
+/// Session keys that stand for one person on a chat channel.
+const CHANNEL_KEY_PREFIXES: &[&str] = &["telegram:", "discord:"];
 
 impl Engine {
     pub fn new(
@@ -141,6 +148,9 @@ impl Engine {
             session_cap: cap_micros(config.limits.max_usd_per_session),
             day_cap: cap_micros(config.limits.max_usd_per_day),
             day_spend: Arc::new(DaySpend::default()),
+            sender_limiter: std::num::NonZeroU32::new(config.limits.turns_per_minute)
+                .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n))),
+            per_minute: config.limits.turns_per_minute,
         }
     }
 
@@ -374,6 +384,20 @@ impl ChatBackend for Engine {
             ));
         }
         self.check_text(&request.text)?;
+        if let (SessionRef::Key(key), Some(limiter)) = (&request.session, &self.sender_limiter)
+            && CHANNEL_KEY_PREFIXES.iter().any(|p| key.starts_with(p))
+            && let Err(not_until) = limiter.check_key(key)
+        {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            crate::metrics::rejected("rate_limited");
+            return Err(TurnError::ResourceExhausted(format!(
+                "too many messages: {} per minute at most; retry after {}s",
+                self.per_minute,
+                wait.as_secs().max(1)
+            )));
+        }
         let permit = self.turns.clone().try_acquire_owned().map_err(|_| {
             crate::metrics::rejected("concurrent_turns");
             TurnError::ResourceExhausted(format!(
@@ -750,6 +774,45 @@ impl Turn {
                     ))));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn chat_channel_senders_are_rate_limited_per_key() {
+        let mut config = Config::default();
+        config.limits.turns_per_minute = 2;
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let engine = Engine::new(&config, store, HashMap::new());
+        let turn = |key: &str| TurnRequest {
+            session: SessionRef::Key(key.to_string()),
+            text: "hi".into(),
+            provider: None,
+            model: None,
+        };
+        // No provider is configured: the first two get that error, the third the rate limit.
+        for _ in 0..2 {
+            let err = engine.start_turn(turn("telegram:42")).await.err().unwrap();
+            assert!(matches!(err, TurnError::FailedPrecondition(_)), "{err:?}");
+        }
+        let err = engine.start_turn(turn("telegram:42")).await.err().unwrap();
+        assert!(
+            matches!(&err, TurnError::ResourceExhausted(m) if m.contains("retry after")),
+            "{err:?}"
+        );
+        // Another sender, and keys that are not chat senders, have their own budgets.
+        let other = engine.start_turn(turn("telegram:43")).await.err().unwrap();
+        assert!(
+            matches!(other, TurnError::FailedPrecondition(_)),
+            "{other:?}"
+        );
+        for _ in 0..3 {
+            let err = engine.start_turn(turn("my-app")).await.err().unwrap();
+            assert!(matches!(err, TurnError::FailedPrecondition(_)), "{err:?}");
         }
     }
 }
