@@ -62,6 +62,7 @@ pub async fn run(config_path: Option<&Path>) -> Vec<Check> {
         },
     ));
     checks.extend(providers(c).await);
+    checks.extend(channels(c).await);
     checks.extend(store(c).await);
     checks.push(listen(c).await);
     checks.push(exposure(c));
@@ -130,6 +131,48 @@ async fn providers(c: &Config) -> Vec<Check> {
                 c.default_provider(),
                 c.default_provider().api_key_env()
             ),
+        ));
+    }
+    out
+}
+
+async fn channels(c: &Config) -> Vec<Check> {
+    let mut out = Vec::new();
+    let tg = &c.channels.telegram;
+    match tg.bot_token.as_deref().filter(|t| !t.trim().is_empty()) {
+        None => out.push(Check::new(
+            Outcome::Note,
+            "channel telegram",
+            "off (set TELEGRAM_BOT_TOKEN to turn it on)",
+        )),
+        Some(token) => {
+            let answer =
+                open_clanker_channels::telegram::check_token(token, &tg.api_url, PROBE_TIMEOUT)
+                    .await;
+            out.push(match answer {
+                Ok(name) => Check::new(
+                    Outcome::Ok,
+                    "channel telegram",
+                    format!("token accepted: bot @{name}"),
+                ),
+                Err(e) => Check::new(
+                    Outcome::Fail,
+                    "channel telegram",
+                    format!("{e}\n      fix: check TELEGRAM_BOT_TOKEN (from @BotFather)"),
+                ),
+            });
+        }
+    }
+    if c.channels
+        .discord
+        .bot_token
+        .as_deref()
+        .is_some_and(|t| !t.trim().is_empty())
+    {
+        out.push(Check::new(
+            Outcome::Note,
+            "channel discord",
+            "a token is set, but this build has no Discord channel yet: it stays off",
         ));
     }
     out

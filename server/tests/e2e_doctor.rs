@@ -26,6 +26,11 @@ async fn doctor_passes_a_healthy_setup_and_explains_a_broken_one() {
     let home = tempfile::tempdir().unwrap();
     let url = provider.anthropic_base_url();
     let listen = format!("127.0.0.1:{}", free_port());
+    let tg_token = "4242:doctor-test-token";
+    let tg = open_clanker_testkit::telegram::spawn(tg_token)
+        .await
+        .unwrap();
+    let tg_url = tg.api_url();
 
     let out = command(home.path())
         .arg("doctor")
@@ -33,10 +38,14 @@ async fn doctor_passes_a_healthy_setup_and_explains_a_broken_one() {
         .env("ANTHROPIC_BASE_URL", &url)
         .env("OPEN_CLANKER_LISTEN", &listen)
         .env("OPEN_CLANKER_DATA_DIR", home.path().join("data"))
+        .env("TELEGRAM_BOT_TOKEN", tg_token)
+        .env("OPEN_CLANKER_TELEGRAM_API_URL", &tg_url)
         .output()
         .unwrap();
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("channel telegram: token accepted"), "{text}");
+    assert!(!text.contains(tg_token), "{text}");
     assert!(
         text.contains("provider anthropic") && text.contains("key accepted"),
         "{text}"
@@ -57,6 +66,8 @@ async fn doctor_passes_a_healthy_setup_and_explains_a_broken_one() {
             taken.local_addr().unwrap().to_string(),
         )
         .env("OPEN_CLANKER_DATA_DIR", file.join("data"))
+        .env("TELEGRAM_BOT_TOKEN", "4242:a-rejected-token")
+        .env("OPEN_CLANKER_TELEGRAM_API_URL", &tg_url)
         .output()
         .unwrap();
     let text = stdout(&out);
@@ -67,11 +78,14 @@ async fn doctor_passes_a_healthy_setup_and_explains_a_broken_one() {
         "FAIL data directory",
         "OPEN_CLANKER_DATA_DIR",
         "FAIL listen address",
+        "FAIL channel telegram",
+        "TELEGRAM_BOT_TOKEN",
         "problem(s) found",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
     assert!(!text.contains("sk-wrong-key-123"), "{text}");
+    assert!(!text.contains("a-rejected-token"), "{text}");
 
     let out = command(home.path())
         .arg("doctor")

@@ -98,6 +98,27 @@ pub enum StartError {
     Client(String),
 }
 
+/// Asks the Bot API who the bot is (`getMe`), for `open-clanker doctor`: the bot's username when
+/// the token is accepted, else a message that never contains the token.
+pub async fn check_token(token: &str, api_url: &str, timeout: Duration) -> Result<String, String> {
+    let url = reqwest::Url::parse(api_url)
+        .map_err(|e| format!("invalid Telegram api_url {api_url:?}: {e}"))?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let bot = Bot::with_client(token.to_owned(), client).set_api_url(url);
+    match bot.get_me().await {
+        Ok(me) => Ok(me
+            .user
+            .username
+            .clone()
+            .unwrap_or_else(|| me.user.first_name.clone())),
+        Err(e) => Err(sink::redact(&e.to_string(), token)),
+    }
+}
+
 /// Starts the Telegram channel; it registers itself on `board` as [`NAME`].
 pub fn start(
     settings: TelegramSettings,
