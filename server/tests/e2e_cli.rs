@@ -5,25 +5,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use open_clanker_testkit::{StandInConfig, spawn};
-
-async fn standin() -> open_clanker_testkit::StandIn {
-    spawn(StandInConfig {
-        api_key: KEY.to_string(),
-        default_delay: Duration::ZERO,
-    })
-    .await
-    .expect("stand-in")
-}
-
-fn session_from(stderr_text: &str) -> String {
-    stderr_text
-        .lines()
-        .find_map(|l| l.strip_prefix("session "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no session line in {stderr_text:?}"))
-        .to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_streams_persists_and_survives_a_restart() {

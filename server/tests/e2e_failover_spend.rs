@@ -3,28 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use open_clanker_testkit::{StandInConfig, spawn};
-
-async fn standin() -> open_clanker_testkit::StandIn {
-    spawn(StandInConfig {
-        api_key: KEY.to_string(),
-        default_delay: Duration::ZERO,
-    })
-    .await
-    .expect("stand-in")
-}
-
-fn session_from(stderr_text: &str) -> String {
-    stderr_text
-        .lines()
-        .find_map(|l| l.strip_prefix("session "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no session line in {stderr_text:?}"))
-        .to_string()
-}
 
 /// A config with no retries (so failures are immediate), a price of 0.1 USD per token for the
 /// Anthropic default model, and `extra` appended.

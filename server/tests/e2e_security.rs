@@ -6,19 +6,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use open_clanker_testkit::{StandInConfig, spawn};
 
 const OLD: &str = "old-token-0123456789abcdef";
 const NEW: &str = "new-token-fedcba9876543210";
-
-async fn standin() -> open_clanker_testkit::StandIn {
-    spawn(StandInConfig {
-        api_key: KEY.to_string(),
-        default_delay: Duration::ZERO,
-    })
-    .await
-    .expect("stand-in")
-}
 
 #[test]
 fn refuses_to_listen_beyond_loopback_without_tokens() {

@@ -301,3 +301,23 @@ pub fn http_request_bytes(
     let status = head.lines().next().unwrap_or_default().to_string();
     (status, head, body)
 }
+
+/// A stand-in provider on 127.0.0.1 that expects [`KEY`] and answers at once.
+pub async fn standin() -> open_clanker_testkit::StandIn {
+    open_clanker_testkit::spawn(open_clanker_testkit::StandInConfig {
+        api_key: KEY.to_string(),
+        default_delay: Duration::ZERO,
+    })
+    .await
+    .expect("stand-in")
+}
+
+/// The session id from the CLI's `session <id> (...)` line on stderr.
+pub fn session_from(stderr_text: &str) -> String {
+    stderr_text
+        .lines()
+        .find_map(|l| l.strip_prefix("session "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no session line in {stderr_text:?}"))
+        .to_string()
+}
