@@ -350,6 +350,26 @@ mod store {
         });
     }
 
+    /// The same without the history query, as the engine does for a session it just created
+    /// (a new session has no history).
+    #[divan::bench(sample_count = 40, sample_size = 20)]
+    fn whole_new_session_turn_skipping_history(b: Bencher) {
+        let db = open();
+        b.bench_local(|| {
+            RUNTIME.block_on(async {
+                let s = db.store.create_session(None, "").await.expect("session");
+                db.store
+                    .append_message(message(&s.id, Role::User, "hello #tokens=20"))
+                    .await
+                    .expect("user");
+                db.store
+                    .append_message(message(&s.id, Role::Assistant, ANSWER))
+                    .await
+                    .expect("assistant")
+            })
+        });
+    }
+
     /// 64 new-session turns' store work at once over the pool (4 connections, one writer):
     /// throughput under contention.
     #[divan::bench(sample_count = 20, sample_size = 1)]

@@ -174,6 +174,8 @@ pub struct Driver {
     api_key: Arc<str>,
     /// Distinguishes this run's session keys (OpenAI endpoint).
     run_tag: Arc<str>,
+    /// Numbers the session keys: every chat of this driver gets a new session.
+    sessions: Arc<AtomicUsize>,
 }
 
 impl Driver {
@@ -213,6 +215,7 @@ impl Driver {
             base: Arc::from(base.trim_end_matches('/')),
             api_key: Arc::from(api_key),
             run_tag: Arc::from(run_tag),
+            sessions: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -223,7 +226,7 @@ impl Driver {
             match self.protocol {
                 Protocol::Grpc => self.grpc_chat(i, text, &mode, t0).await,
                 Protocol::GrpcWeb => self.grpc_web_chat(text, &mode, t0).await,
-                Protocol::Openai => self.openai_chat(i, text, &mode, t0).await,
+                Protocol::Openai => self.openai_chat(text, &mode, t0).await,
                 Protocol::Direct => self.direct_chat(text, &mode, t0).await,
             }
         };
@@ -395,8 +398,11 @@ impl Driver {
         rec.finish(error)
     }
 
-    async fn openai_chat(&self, i: usize, text: String, mode: &Mode, t0: Instant) -> Outcome {
+    async fn openai_chat(&self, text: String, mode: &Mode, t0: Instant) -> Outcome {
         let rec = Recorder::new(t0);
+        // A new session per chat (a named one, so that the turn is stored).
+        let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+        let key = format!("bench-{}-{n}", self.run_tag);
         let body = serde_json::json!({
             "model": "anthropic/stand-in-model",
             "stream": true,
@@ -405,10 +411,7 @@ impl Driver {
         let sent = self
             .http
             .post(format!("{}/v1/chat/completions", self.base))
-            .header(
-                "x-openclanker-session-key",
-                format!("bench-{}-{i}", self.run_tag),
-            )
+            .header("x-openclanker-session-key", key)
             .json(&body)
             .send()
             .await;

@@ -224,6 +224,12 @@ pub async fn spawn_on(
         let graceful = async move {
             let _ = signal.wait_for(|stop| *stop).await;
         };
+        // One small write per SSE event: without TCP_NODELAY, Nagle's algorithm holds each write
+        // after the first until the client's delayed ACK (~40 ms), which would swamp what a
+        // client or a benchmark measures.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(graceful)
             .await
