@@ -79,6 +79,8 @@ cleanup() {
       echo "kept image $IMAGE"
     else
       timeout 60 podman rmi -f "$IMAGE" >/dev/null 2>&1
+      # The build's intermediate stage images (the copied binary) are left untagged.
+      timeout 60 podman image prune -f >/dev/null 2>&1
     fi
   fi
   rm -rf "$WORK"
