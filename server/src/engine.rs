@@ -77,7 +77,8 @@ impl DaySpend {
     }
 }
 
-fn now_ms() -> i64 {
+/// Unix time in milliseconds.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -378,12 +378,7 @@ impl pb::gateway_service_server::GatewayService for GatewayApi {
             })
             .collect();
         let uptime = self.started.elapsed();
-        let today = open_clanker_store::utc_day(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
-        );
+        let today = open_clanker_store::utc_day(crate::engine::now_ms());
         // A store failure is already reported in `store`; usage is then simply empty.
         let usage_today: Vec<pb::ModelUsage> = store
             .usage_on(&today)
