@@ -27,6 +27,7 @@
 pub mod access;
 pub mod backoff;
 pub mod commands;
+pub mod discord;
 pub mod markdown;
 pub mod pairing;
 pub mod pipeline;

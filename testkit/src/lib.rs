@@ -60,6 +60,7 @@
 
 mod anthropic;
 mod openai;
+pub mod discord;
 pub mod script;
 pub mod telegram;
 
