@@ -1,4 +1,4 @@
-//! The chat channels (Telegram now, Discord next) as gateway services: their configuration
+//! The chat channels (Telegram and Discord) as gateway services: their configuration
 //! (`[channels.*]` and the environment), and starting and stopping them beside the gRPC server.
 //!
 //! A channel whose token is absent is simply off. One that fails (a rejected token, an unreachable
@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use open_clanker_channels::discord::{self, DiscordSettings};
 use open_clanker_channels::relay::RelayConfig;
 use open_clanker_channels::telegram::{self, Mode, TelegramSettings};
 use open_clanker_channels::{AccessPolicy, ChannelContext, DmPolicy, GroupPolicy, StatusBoard};
@@ -132,14 +133,15 @@ impl fmt::Debug for TelegramConfig {
     }
 }
 
-/// `[channels.discord]`: read now; the Discord channel itself comes next.
+/// `[channels.discord]`.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscordConfig {
     /// From the Developer Portal; better in `DISCORD_BOT_TOKEN`. No token: the channel is off.
     pub bot_token: Option<String>,
-    /// The REST API base (tests point it at a stand-in); the official one when unset.
+    /// The REST API base (tests point it at a stand-in); `https://discord.com` when unset.
     pub api_url: Option<String>,
+    /// Direct messages from unknown senders: "pairing", "allowlist", "open" or "disabled".
     pub dm_policy: DmPolicy,
     /// Discord user ids always allowed in direct messages.
     #[serde(deserialize_with = "ids")]
@@ -149,6 +151,7 @@ pub struct DiscordConfig {
     /// Guild channel ids (or user ids) answered in guilds.
     #[serde(deserialize_with = "ids")]
     pub group_allow_from: Vec<String>,
+    /// In guild channels, answer only when mentioned or replied to.
     pub require_mention: bool,
 }
 
@@ -421,6 +424,26 @@ pub fn telegram_settings(c: &TelegramConfig) -> Option<TelegramSettings> {
     })
 }
 
+/// The Discord settings from the configuration, when a token is set.
+pub fn discord_settings(c: &DiscordConfig) -> Option<DiscordSettings> {
+    let token = c.token()?.to_owned();
+    Some(DiscordSettings {
+        token,
+        api_url: c
+            .api_url
+            .clone()
+            .unwrap_or_else(|| discord::DEFAULT_API_URL.to_owned()),
+        access: AccessPolicy {
+            dm: c.dm_policy,
+            allow_from: c.allow_from.clone(),
+            group: c.group_policy,
+            group_allow_from: c.group_allow_from.clone(),
+            require_mention: c.require_mention,
+        },
+        relay: RelayConfig::default(),
+    })
+}
+
 /// Starts the channels that have a token. Never fails: a channel that cannot start reports why in
 /// its status and the log.
 pub fn start(config: &Config, engine: Arc<Engine>) -> Channels {
@@ -459,11 +482,26 @@ pub fn start(config: &Config, engine: Arc<Engine>) -> Channels {
         }
     }
 
-    let discord = board.register("discord", config.channels.discord.token().is_some());
-    if config.channels.discord.token().is_some() {
-        let message = "the Discord channel is not available in this build yet";
-        warn!(channel = "discord", "{message}");
-        discord.disconnected(message);
+    match discord_settings(&config.channels.discord) {
+        Some(settings) => {
+            info!(
+                channel = "discord",
+                dm_policy = settings.access.dm.as_str(),
+                group_policy = settings.access.group.as_str(),
+                "starting the Discord channel"
+            );
+            let ctx = crate::metrics::metered_channel("discord", ctx.clone());
+            match discord::start(settings, ctx, &board, cancel.child_token()) {
+                Ok(started) => tasks.push(("discord", started.task)),
+                Err(e) => {
+                    error!(channel = "discord", error = %e, "the Discord channel cannot start");
+                    board.register("discord", true).disconnected(&e.to_string());
+                }
+            }
+        }
+        None => {
+            board.register("discord", false);
+        }
     }
     Channels {
         board,
@@ -535,6 +573,38 @@ mod tests {
         assert_eq!(s.access.allow_from, ["1", "2"]);
         assert_eq!(s.access.dm, DmPolicy::Pairing);
         assert!(!format!("{c:?}").contains("123:abc"));
+    }
+
+    #[test]
+    fn discord_is_off_without_a_token_and_on_with_the_variable() {
+        let c = from_sources(None, &[]).unwrap();
+        assert!(discord_settings(&c.channels.discord).is_none());
+        let c = from_sources(
+            Some("[channels.discord]\ngroup_allow_from = [\"123\"]\n"),
+            &env(&[("DISCORD_BOT_TOKEN", "  MTE4.abc.def  ")]),
+        )
+        .unwrap();
+        let s = discord_settings(&c.channels.discord).unwrap();
+        assert_eq!(s.token, "MTE4.abc.def");
+        assert_eq!(s.api_url, discord::DEFAULT_API_URL);
+        assert_eq!(s.access.dm, DmPolicy::Pairing);
+        assert_eq!(s.access.group_allow_from, ["123"]);
+        assert!(s.access.require_mention);
+        let c = from_sources(
+            None,
+            &env(&[
+                ("DISCORD_BOT_TOKEN", "MTE4.abc.def"),
+                ("OPEN_CLANKER_DISCORD_API_URL", "http://127.0.0.1:9"),
+                ("OPEN_CLANKER_DISCORD_DM_POLICY", "open"),
+                ("OPEN_CLANKER_DISCORD_ALLOW_FROM", "1,2"),
+            ]),
+        )
+        .unwrap();
+        let s = discord_settings(&c.channels.discord).unwrap();
+        assert_eq!(s.api_url, "http://127.0.0.1:9");
+        assert_eq!(s.access.dm, DmPolicy::Open);
+        assert_eq!(s.access.allow_from, ["1", "2"]);
+        assert!(!format!("{c:?} {s:?}").contains("MTE4.abc.def"));
     }
 
     #[test]

@@ -705,11 +705,20 @@ mode = "polling"
 poll_timeout_secs = 25
 
 [channels.discord]
-# bot_token = "..."            # better: DISCORD_BOT_TOKEN (the Discord channel is coming next)
+# Talk to the assistant on Discord: create a bot in the Developer Portal (enable the MESSAGE CONTENT
+# intent) and set its token, better in DISCORD_BOT_TOKEN. Without a token the channel is off.
+# bot_token = "..."
+# The API server (OPEN_CLANKER_DISCORD_API_URL); the gateway URL comes from its GET /gateway.
+# api_url = "https://discord.com"
+# Direct messages from people on no allowlist: "pairing" (they get a code the owner approves with
+# `open-clanker pairing approve discord <code>`), "allowlist" (ignored), "open" or "disabled".
 dm_policy = "pairing"
+# Discord user ids always allowed in direct messages (OPEN_CLANKER_DISCORD_ALLOW_FROM="1,2").
 allow_from = []
+# Guild channels: "allowlist" (only the channel or user ids in group_allow_from), "open" or "disabled".
 group_policy = "allowlist"
 group_allow_from = []
+# In guild channels, answer only messages that mention the bot or reply to it.
 require_mention = true
 
 [auth]

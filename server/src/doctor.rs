@@ -163,17 +163,35 @@ async fn channels(c: &Config) -> Vec<Check> {
             });
         }
     }
-    if c.channels
-        .discord
-        .bot_token
-        .as_deref()
-        .is_some_and(|t| !t.trim().is_empty())
-    {
-        out.push(Check::new(
+    let dc = &c.channels.discord;
+    match dc.token() {
+        None => out.push(Check::new(
             Outcome::Note,
             "channel discord",
-            "a token is set, but this build has no Discord channel yet: it stays off",
-        ));
+            "off (set DISCORD_BOT_TOKEN to turn it on)",
+        )),
+        Some(token) => {
+            let api_url = dc
+                .api_url
+                .as_deref()
+                .unwrap_or(open_clanker_channels::discord::DEFAULT_API_URL);
+            let answer =
+                open_clanker_channels::discord::check_token(token, api_url, PROBE_TIMEOUT).await;
+            out.push(match answer {
+                Ok(name) => Check::new(
+                    Outcome::Ok,
+                    "channel discord",
+                    format!("token accepted: bot {name}"),
+                ),
+                Err(e) => Check::new(
+                    Outcome::Fail,
+                    "channel discord",
+                    format!(
+                        "{e}\n      fix: check DISCORD_BOT_TOKEN (Developer Portal > your application > Bot > Reset Token)"
+                    ),
+                ),
+            });
+        }
     }
     out
 }
