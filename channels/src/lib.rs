@@ -1,4 +1,4 @@
-//! Chat platforms as Open Clanker channels: Telegram (teloxide) now, Discord next.
+//! Chat platforms as Open Clanker channels: Telegram (teloxide) and Discord (serenity).
 //!
 //! A channel is an internal service of the gateway. An incoming chat message becomes a turn in that
 //! chat's session through [`open_clanker_core::ChatBackend`] (the same pipeline the gRPC `Chat` RPC
@@ -21,8 +21,8 @@
 //! | [`pipeline`] | one incoming message, start to finish: access, pairing, commands, the turn |
 //! | [`status`] | what `GetStatus` reports per channel |
 //!
-//! A platform module ([`telegram`]) turns its updates into [`pipeline::Inbound`] messages and
-//! implements [`relay::ReplySink`] for its API.
+//! A platform module ([`telegram`], [`discord`]) turns its updates into [`pipeline::Inbound`]
+//! messages and implements [`relay::ReplySink`] for its API.
 
 pub mod access;
 pub mod backoff;
