@@ -59,8 +59,8 @@
 #![warn(missing_docs)]
 
 mod anthropic;
-mod openai;
 pub mod discord;
+mod openai;
 pub mod script;
 pub mod telegram;
 
