@@ -13,13 +13,13 @@ mod access;
 mod entity;
 mod migration;
 mod usage;
+mod writer;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
 };
@@ -126,6 +126,8 @@ pub struct StoreStats {
 pub struct Store {
     db: DatabaseConnection,
     backend: &'static str,
+    /// Sessions and messages are written by one task, in batches ([`writer`]).
+    writer: writer::Writer,
 }
 
 impl std::fmt::Debug for Store {
@@ -178,7 +180,14 @@ impl Store {
             .await
             .map_err(|err| StoreError::Database(redact_password(&err.to_string(), url)))?;
         tracing::debug!(backend, "store connected and migrated");
-        Ok(Store { db, backend })
+        // A SQLite file's connections leave WAL checkpoints to the writer (see `sqlite_options`).
+        let checkpoint = backend == "sqlite" && !is_sqlite_memory(url);
+        let writer = writer::Writer::spawn(db.clone(), checkpoint);
+        Ok(Store {
+            db,
+            backend,
+            writer,
+        })
     }
 
     /// The default SQLite URL for a data directory: `<dir>/open-clanker.db` (with `mode=rwc`).
@@ -242,29 +251,35 @@ impl Store {
         key: Option<&str>,
         title: &str,
     ) -> Result<Session, StoreError> {
-        let now = now_ms();
-        let model = sessions::Model {
+        let op = writer::Op::CreateSession {
             id: uuid::Uuid::now_v7().to_string(),
             key: key.map(str::to_owned),
             title: title.to_owned(),
-            created_at: now,
-            updated_at: now,
-            message_count: 0,
-            cost_micros: 0,
         };
-        let active = sessions::ActiveModel {
-            id: Set(model.id.clone()),
-            key: Set(model.key.clone()),
-            title: Set(model.title.clone()),
-            created_at: Set(model.created_at),
-            updated_at: Set(model.updated_at),
-            message_count: Set(model.message_count),
-            cost_micros: Set(model.cost_micros),
+        match self.writer.write(op).await? {
+            writer::Written::Session(session) => Ok(session),
+            _ => Err(writer_mismatch()),
+        }
+    }
+
+    /// Creates a session (fresh UUID v7 id, optional `key`) together with its first message, in
+    /// one transaction: the turn that opens a conversation writes once. `message.session_id` is
+    /// ignored (the new session's id is used). The title comes from a user message as in
+    /// [`Store::append_message`].
+    pub async fn create_session_with_message(
+        &self,
+        key: Option<&str>,
+        mut message: NewMessage,
+    ) -> Result<(Session, StoredMessage), StoreError> {
+        message.session_id = uuid::Uuid::now_v7().to_string();
+        let op = writer::Op::CreateWithMessage {
+            key: key.map(str::to_owned),
+            message,
         };
-        sessions::Entity::insert(active)
-            .exec_without_returning(&self.db)
-            .await?;
-        session_from_model(model)
+        match self.writer.write(op).await? {
+            writer::Written::Both(session, message) => Ok((session, message)),
+            _ => Err(writer_mismatch()),
+        }
     }
 
     /// The session with this id, if any.
@@ -392,90 +407,10 @@ impl Store {
     /// message is from the user, the title becomes the message's first non-blank line, at most 60
     /// characters including a trailing "…" when cut.
     pub async fn append_message(&self, message: NewMessage) -> Result<StoredMessage, StoreError> {
-        use sea_orm::sea_query::ExprTrait as _;
-
-        let now = now_ms();
-        let input_tokens = i64::try_from(message.usage.input_tokens).unwrap_or(i64::MAX);
-        let output_tokens = i64::try_from(message.usage.output_tokens).unwrap_or(i64::MAX);
-
-        // Every statement here writes, and the first one takes the write lock: on SQLite a
-        // transaction that read first could fail to upgrade under concurrency, whatever the busy
-        // timeout.
-        let txn = self.db.begin().await?;
-        let bumped = sessions::Entity::update_many()
-            .col_expr(sessions::Column::UpdatedAt, Expr::value(now))
-            .col_expr(
-                sessions::Column::MessageCount,
-                Expr::col((sessions::Entity, sessions::Column::MessageCount)).add(1i64),
-            )
-            .col_expr(
-                sessions::Column::CostMicros,
-                Expr::col((sessions::Entity, sessions::Column::CostMicros))
-                    .add(message.cost_micros),
-            )
-            .filter(sessions::Column::Id.eq(message.session_id.as_str()))
-            .exec(&txn)
-            .await?;
-        if bumped.rows_affected == 0 {
-            txn.rollback().await?;
-            return Err(session_not_found(&message.session_id));
+        match self.writer.write(writer::Op::Append(message)).await? {
+            writer::Written::Message(message) => Ok(message),
+            _ => Err(writer_mismatch()),
         }
-        if message.role == Role::User {
-            let title = title_from_content(&message.content);
-            if !title.is_empty() {
-                sessions::Entity::update_many()
-                    .col_expr(sessions::Column::Title, Expr::value(title))
-                    .filter(sessions::Column::Id.eq(message.session_id.as_str()))
-                    .filter(sessions::Column::Title.eq(""))
-                    .exec(&txn)
-                    .await?;
-            }
-        }
-        let active = messages::ActiveModel {
-            id: NotSet,
-            session_id: Set(message.session_id.clone()),
-            role: Set(message.role.as_str().to_owned()),
-            content: Set(message.content.clone()),
-            provider: Set(message.provider.clone()),
-            model_name: Set(message.model.clone()),
-            input_tokens: Set(input_tokens),
-            output_tokens: Set(output_tokens),
-            status: Set(message.status.as_str().to_owned()),
-            stop_reason: Set(message.stop_reason.clone()),
-            created_at: Set(now),
-            cost_micros: Set(message.cost_micros),
-        };
-        let id = messages::Entity::insert(active)
-            .exec(&txn)
-            .await?
-            .last_insert_id;
-        if let (Some(provider), Some(model)) = (&message.provider, &message.model) {
-            usage::record(
-                &txn,
-                utc_day(now),
-                provider,
-                model,
-                input_tokens,
-                output_tokens,
-                message.cost_micros,
-            )
-            .await?;
-        }
-        txn.commit().await?;
-
-        Ok(StoredMessage {
-            id,
-            session_id: message.session_id,
-            role: message.role,
-            content: message.content,
-            provider: message.provider,
-            model: message.model,
-            usage: message.usage,
-            status: message.status,
-            stop_reason: message.stop_reason,
-            created_at_ms: now,
-            cost_micros: message.cost_micros,
-        })
     }
 
     /// Deletes a session's messages and returns how many were removed. The session itself (id, key,
@@ -579,6 +514,11 @@ fn sessions_query(
     query
 }
 
+/// True for a SQLite URL of a private in-memory database.
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 /// Connect options for a `sqlite:` URL; creates the parent directory of a database file.
 async fn sqlite_options(url: &str) -> Result<ConnectOptions, StoreError> {
     use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -586,7 +526,7 @@ async fn sqlite_options(url: &str) -> Result<ConnectOptions, StoreError> {
     let parsed: SqliteConnectOptions = url
         .parse()
         .map_err(|err| StoreError::InvalidUrl(format!("{err}")))?;
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let in_memory = is_sqlite_memory(url);
 
     let mut options = ConnectOptions::new(url);
     options.sqlx_logging(false);
@@ -619,6 +559,10 @@ async fn sqlite_options(url: &str) -> Result<ConnectOptions, StoreError> {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                // No checkpoint inside a commit (an fsync in a turn's path): the writer runs
+                // them beside itself (`writer::wal_checkpoint`); closing the last connection
+                // checkpoints what is left.
+                .pragma("wal_autocheckpoint", "0")
         });
     }
     Ok(options)
@@ -762,6 +706,11 @@ fn bad_token() -> StoreError {
     StoreError::InvalidPageToken(
         "not a token returned by this listing; start again without a page token".to_owned(),
     )
+}
+
+/// The writer answered a write with another kind of result (a bug, never data-dependent).
+fn writer_mismatch() -> StoreError {
+    StoreError::Database("the store's writer answered with the wrong kind of result".to_owned())
 }
 
 fn session_not_found(id: &str) -> StoreError {

@@ -619,3 +619,185 @@ async fn postgres_without_the_feature_is_refused_without_leaking_the_password() 
     assert!(matches!(err, StoreError::InvalidUrl(_)), "{err:?}");
     assert!(!err.to_string().contains("hunter2"));
 }
+
+#[tokio::test]
+async fn a_session_and_its_first_message_are_created_together() {
+    let (store, _dir, url) = temp_store().await;
+    let mut first = message("ignored", Role::User, "  \n What is 2+2? \nthanks");
+    first.cost_micros = 7;
+    let (session, stored) = store
+        .create_session_with_message(Some("telegram:5"), first)
+        .await
+        .unwrap();
+    assert_eq!(stored.session_id, session.id);
+    assert_eq!(session.key.as_deref(), Some("telegram:5"));
+    assert_eq!(session.title, "What is 2+2?");
+    assert_eq!(session.message_count, 1);
+    assert_eq!(session.cost_micros, 7);
+    assert_eq!(
+        store.get_session(&session.id).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        store
+            .session_by_key("telegram:5")
+            .await
+            .unwrap()
+            .map(|s| s.id),
+        Some(session.id.clone())
+    );
+    let history = store.history(&session.id, 0, None).await.unwrap().items;
+    assert_eq!(history, vec![stored.clone()]);
+
+    // The same key again opens a new session under it (`/new`): the newest one answers to the key.
+    let (newer, _) = store
+        .create_session_with_message(Some("telegram:5"), message("", Role::User, "again"))
+        .await
+        .unwrap();
+    assert_ne!(newer.id, session.id);
+    assert_eq!(
+        store
+            .session_by_key("telegram:5")
+            .await
+            .unwrap()
+            .map(|s| s.id),
+        Some(newer.id)
+    );
+    assert_eq!(
+        store
+            .history(&session.id, 0, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let _ = url;
+}
+
+/// Many writers at once: the writer commits them in batches; every write is answered with its
+/// own result, one failing write (a missing session, a write the database refuses) fails alone,
+/// and everything
+/// acknowledged is on disk for another connection to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_batched_and_fail_alone() {
+    let (store, _dir, url) = temp_store().await;
+    let db = raw(&url).await;
+    // A write the database refuses, mid-batch: a trigger aborts it.
+    db.execute_unprepared(
+        "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.content = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+    )
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            match i % 40 {
+                // A missing session: NotFound, nothing written.
+                7 => store
+                    .append_message(message("no-such-session", Role::User, "lost"))
+                    .await
+                    .map(|_| None),
+                // Refused by the database: the batch it was in is rolled back and retried write by
+                // write.
+                13 => store
+                    .create_session_with_message(
+                        Some("poisoned"),
+                        message("", Role::User, "poison"),
+                    )
+                    .await
+                    .map(|_| None),
+                _ => {
+                    let (session, first) = store
+                        .create_session_with_message(
+                            None,
+                            message("", Role::User, &format!("question {i}")),
+                        )
+                        .await?;
+                    let mut answer = message(&session.id, Role::Assistant, &format!("answer {i}"));
+                    answer.provider = Some("anthropic".into());
+                    answer.model = Some("m".into());
+                    answer.cost_micros = 3;
+                    let second = store.append_message(answer).await?;
+                    assert!(second.id > first.id);
+                    Ok(Some((session.id, i)))
+                }
+            }
+        }));
+    }
+    let mut ok = Vec::new();
+    let (mut not_found, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(Some(done)) => ok.push(done),
+            Ok(None) => panic!("a write that must fail succeeded"),
+            Err(StoreError::NotFound(_)) => not_found += 1,
+            Err(StoreError::Database(_)) => refused += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((ok.len(), not_found, refused), (380, 10, 10));
+
+    assert_eq!(store.session_by_key("poisoned").await.unwrap(), None);
+    for (id, i) in ok.iter().step_by(19) {
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "SELECT content FROM messages WHERE session_id = ? ORDER BY id",
+                [id.clone().into()],
+            ))
+            .await
+            .unwrap();
+        let texts: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        assert_eq!(texts, [format!("question {i}"), format!("answer {i}")]);
+        let s = store.get_session(id).await.unwrap().unwrap();
+        assert_eq!((s.message_count, s.cost_micros), (2, 3));
+        assert_eq!(s.title, format!("question {i}"));
+    }
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.sessions, stats.messages), (380, 760));
+    let ledger = store
+        .usage_on(&open_clanker_store::utc_day(now_ms()))
+        .await
+        .unwrap();
+    assert_eq!(ledger.iter().map(|u| u.turns).sum::<u64>(), 380);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The store's connections do not checkpoint inside commits; the writer does it beside itself,
+/// so the pages reach the database file while the gateway runs (not only at close).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_checkpoints_the_wal_into_the_database_file() {
+    let (store, dir, _url) = temp_store().await;
+    let file = dir.path().join("open-clanker.db");
+    let before = std::fs::metadata(&file).unwrap().len();
+    let s = store.create_session(None, "").await.unwrap();
+    let text = "x".repeat(2000);
+    for _ in 0..600 {
+        append(&store, &s.id, Role::User, &text).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = std::fs::metadata(&file).unwrap().len();
+        // 600 messages of 2 KB: at least 1 MB of pages once checkpointed.
+        if now > before + 1_000_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {now} bytes (was {before})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
