@@ -13,9 +13,11 @@ use open_clanker_core::{
     ChatBackend, ChatMessage, MessageStatus, ProviderKind, Role, Session, SessionRef,
     StoredMessage, TurnError, TurnEvent, TurnRequest, TurnStream, Usage,
 };
-use open_clanker_providers::{CompletionRequest, Provider, ProviderError, StreamEvent};
+use open_clanker_providers::{
+    CompletionRequest, EventStream, Provider, ProviderError, StreamEvent,
+};
 use open_clanker_store::{NewMessage, Store, StoreError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -264,35 +266,22 @@ impl Engine {
         Ok(())
     }
 
-    async fn resolve_session(&self, session: &SessionRef) -> Result<(Session, bool), TurnError> {
+    /// The session a turn continues: `None` when it starts a new one (`New`, or a key nothing has
+    /// used yet). An unknown id is an error.
+    async fn find_session(&self, session: &SessionRef) -> Result<Option<Session>, TurnError> {
         match session {
             SessionRef::Id(id) => {
                 check_id(id)?;
                 match self.store.get_session(id).await.map_err(store_error)? {
-                    Some(s) => Ok((s, false)),
+                    Some(s) => Ok(Some(s)),
                     None => Err(TurnError::NotFound(format!("session {id:?} not found"))),
                 }
             }
             SessionRef::Key(key) => {
                 check_key(key)?;
-                match self.store.session_by_key(key).await.map_err(store_error)? {
-                    Some(s) => Ok((s, false)),
-                    None => Ok((
-                        self.store
-                            .create_session(Some(key), "")
-                            .await
-                            .map_err(store_error)?,
-                        true,
-                    )),
-                }
+                self.store.session_by_key(key).await.map_err(store_error)
             }
-            SessionRef::New => Ok((
-                self.store
-                    .create_session(None, "")
-                    .await
-                    .map_err(store_error)?,
-                true,
-            )),
+            SessionRef::New => Ok(None),
             SessionRef::Stateless(_) => Err(TurnError::Internal(
                 "a stateless turn has no session".into(),
             )),
@@ -417,99 +406,119 @@ impl ChatBackend for Engine {
             model = %model,
             otel.status_code = tracing::field::Empty
         );
-        let (session_id, session_created, user_message_id, system, messages) =
-            if let SessionRef::Stateless(given) = request.session {
-                let (system, history): (Vec<ChatMessage>, Vec<ChatMessage>) =
-                    given.into_iter().partition(|m| m.role == Role::System);
-                let system = if system.is_empty() {
-                    self.system_prompt.clone()
-                } else {
-                    Some(
-                        system
-                            .into_iter()
-                            .map(|m| m.content)
-                            .collect::<Vec<_>>()
-                            .join("\n\n"),
-                    )
-                };
-                self.check_spend(None).await?;
-                let messages = self.context(history, &request.text);
-                (String::new(), false, 0, system, messages)
+        let (target, system, messages) = if let SessionRef::Stateless(given) = request.session {
+            let (system, history): (Vec<ChatMessage>, Vec<ChatMessage>) =
+                given.into_iter().partition(|m| m.role == Role::System);
+            let system = if system.is_empty() {
+                self.system_prompt.clone()
             } else {
-                let (session, created) = self
-                    .resolve_session(&request.session)
-                    .instrument(tracing::info_span!(parent: &span, "store.resolve_session"))
-                    .await?;
-                self.check_spend(Some(&session)).await?;
-                // A session this turn created has no history: skip the query (one store round
-                // trip less before the first token).
-                let history = if created {
-                    Vec::new()
-                } else {
-                    self.store
-                        .recent_messages(&session.id, self.history_max_messages)
-                        .instrument(tracing::info_span!(parent: &span, "store.history"))
-                        .await
-                        .map_err(store_error)?
+                Some(
+                    system
                         .into_iter()
-                        .map(|m| ChatMessage::new(m.role, m.content))
-                        .collect()
-                };
-                let user = self
-                    .store
-                    .append_message(NewMessage {
-                        session_id: session.id.clone(),
-                        role: Role::User,
-                        content: request.text.clone(),
-                        provider: None,
-                        model: None,
-                        usage: Usage::default(),
-                        status: MessageStatus::Complete,
-                        stop_reason: None,
-                        cost_micros: 0,
-                    })
-                    .instrument(tracing::info_span!(
-                        parent: &span,
-                        "store.append_message",
-                        role = "user"
-                    ))
-                    .await
-                    .map_err(store_error)?;
-                let messages = self.context(history, &request.text);
-                (
-                    session.id,
-                    created,
-                    user.id,
-                    self.system_prompt.clone(),
-                    messages,
+                        .map(|m| m.content)
+                        .collect::<Vec<_>>()
+                        .join("\n\n"),
                 )
             };
+            self.check_spend(None).await?;
+            let messages = self.context(history, &request.text);
+            (Target::Stateless, system, messages)
+        } else {
+            let existing = self
+                .find_session(&request.session)
+                .instrument(tracing::info_span!(parent: &span, "store.resolve_session"))
+                .await?;
+            self.check_spend(existing.as_ref()).await?;
+            // A session this turn creates has no history: no query.
+            let history = match &existing {
+                Some(session) => self
+                    .store
+                    .recent_messages(&session.id, self.history_max_messages)
+                    .instrument(tracing::info_span!(parent: &span, "store.history"))
+                    .await
+                    .map_err(store_error)?
+                    .into_iter()
+                    .map(|m| ChatMessage::new(m.role, m.content))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let target = match (existing, &request.session) {
+                (Some(session), _) => Target::Existing(session.id),
+                (None, SessionRef::Key(key)) => Target::Create(Some(key.clone())),
+                (None, _) => Target::Create(None),
+            };
+            let messages = self.context(history, &request.text);
+            (target, self.system_prompt.clone(), messages)
+        };
         let chain = self.chain(kind, entry, model.clone());
         let (tx, rx) = mpsc::channel(64);
-        let started = TurnEvent::Started {
-            session_id: session_id.clone(),
-            session_created,
-            user_message_id,
-            provider: kind.to_string(),
-            model: model.clone(),
-        };
-        span.record("session", session_id.as_str());
+        let (ack_tx, ack_rx) = oneshot::channel();
         let turn = Turn {
             metrics: crate::metrics::TurnMetrics::start(kind.as_str()),
-            store: (!session_id.is_empty()).then(|| self.store.clone()),
+            store: (!matches!(target, Target::Stateless)).then(|| self.store.clone()),
             chain,
             answered_by: 0,
             system,
             messages,
-            session_id,
+            session_id: String::new(),
             tx,
             shutdown: self.shutdown.clone(),
             prices: self.prices.clone(),
             day_spend: self.day_spend.clone(),
             _permit: permit,
         };
+        // The turn sends the first provider's request at once, while the user's message is
+        // stored here: the provider's time to first token overlaps the store's write. Nothing
+        // reaches the caller before the message is stored (`started` comes first); if storing
+        // fails, the turn is dropped with its request and the caller gets the error.
         self.tasks
-            .spawn(async move { turn.run(started).await }.instrument(span));
+            .spawn(async move { turn.run(ack_rx).await }.instrument(span.clone()));
+        let user = |session_id: String| NewMessage {
+            session_id,
+            role: Role::User,
+            content: request.text.clone(),
+            provider: None,
+            model: None,
+            usage: Usage::default(),
+            status: MessageStatus::Complete,
+            stop_reason: None,
+            cost_micros: 0,
+        };
+        let write_span =
+            || tracing::info_span!(parent: &span, "store.append_message", role = "user");
+        let (session_id, session_created, user_message_id) = match target {
+            Target::Stateless => (String::new(), false, 0),
+            Target::Existing(id) => {
+                let stored = self
+                    .store
+                    .append_message(user(id))
+                    .instrument(write_span())
+                    .await
+                    .map_err(store_error)?;
+                (stored.session_id, false, stored.id)
+            }
+            Target::Create(key) => {
+                let (session, stored) = self
+                    .store
+                    .create_session_with_message(key.as_deref(), user(String::new()))
+                    .instrument(write_span())
+                    .await
+                    .map_err(store_error)?;
+                (session.id, true, stored.id)
+            }
+        };
+        span.record("session", session_id.as_str());
+        let started = TurnEvent::Started {
+            session_id: session_id.clone(),
+            session_created,
+            user_message_id,
+            provider: kind.to_string(),
+            model,
+        };
+        let _ = ack_tx.send(Ack {
+            session_id,
+            started,
+        });
         Ok(ReceiverStream::new(rx).boxed())
     }
 
@@ -543,6 +552,29 @@ fn unstored(m: NewMessage) -> StoredMessage {
         created_at_ms: now_ms(),
         cost_micros: m.cost_micros,
     }
+}
+
+/// Where a turn's session comes from.
+enum Target {
+    Stateless,
+    /// This session id (it exists).
+    Existing(String),
+    /// A new session, under this key if any.
+    Create(Option<String>),
+}
+
+/// What `start_turn` hands the turn once the user's message is stored.
+struct Ack {
+    session_id: String,
+    started: TurnEvent,
+}
+
+/// The first provider's request, sent before the user's message was stored.
+enum Opening<'a> {
+    /// It has already answered (or failed).
+    Opened(Result<EventStream, ProviderError>),
+    /// Still waiting for the answer's headers.
+    Pending(futures::future::BoxFuture<'a, Result<EventStream, ProviderError>>),
 }
 
 /// One running turn.
@@ -582,13 +614,31 @@ enum End {
 }
 
 impl Turn {
-    async fn run(mut self, started: TurnEvent) {
+    async fn run(mut self, ack: oneshot::Receiver<Ack>) {
         let begun = std::time::Instant::now();
+        // The first candidate's request goes out now, while the user's message is being stored.
+        let first = self.chain[0].clone();
+        let mut opening = first.client.stream(self.request(&first));
+        let mut opened = None;
+        let mut ack = ack;
+        let ack = loop {
+            tokio::select! {
+                ack = &mut ack => break ack,
+                r = &mut opening, if opened.is_none() => opened = Some(r),
+            }
+        };
+        // Not stored: the caller gets the store's error; dropping `opening` cancels the request.
+        let Ok(ack) = ack else { return };
+        self.session_id = ack.session_id;
         // The caller may already be gone; the user's message is stored either way.
-        let _ = self.tx.send(started).await;
+        let _ = self.tx.send(ack.started).await;
+        let first = match opened {
+            Some(result) => Opening::Opened(result),
+            None => Opening::Pending(opening),
+        };
         let mut text = String::new();
         let mut usage = Usage::default();
-        let end = self.relay(&mut text, &mut usage).await;
+        let end = self.relay(&mut text, &mut usage, first).await;
         let answered = self.chain[self.answered_by].clone();
         let (status, stop_reason, error) = match end {
             End::Done(reason) => (MessageStatus::Complete, reason, None),
@@ -694,13 +744,14 @@ impl Turn {
     /// Streams the answer to the caller. A provider that fails before its first token with a
     /// transient error (429, 5xx, timeout, broken stream) hands the turn to the next candidate;
     /// after the first token a failure ends the turn.
-    async fn relay(&mut self, text: &mut String, usage: &mut Usage) -> End {
+    async fn relay(&mut self, text: &mut String, usage: &mut Usage, first: Opening<'_>) -> End {
         let mut index = 0;
+        let mut first = Some(first);
         loop {
             self.answered_by = index;
             let candidate = self.chain[index].clone();
             let end = self
-                .relay_one(&candidate, text, usage)
+                .relay_one(&candidate, text, usage, first.take())
                 .instrument(tracing::info_span!(
                     "provider.stream",
                     provider = %candidate.kind,
@@ -731,9 +782,20 @@ impl Turn {
         }
     }
 
-    async fn relay_one(&self, c: &Candidate, text: &mut String, usage: &mut Usage) -> Attempt {
+    async fn relay_one(
+        &self,
+        c: &Candidate,
+        text: &mut String,
+        usage: &mut Usage,
+        opening: Option<Opening<'_>>,
+    ) -> Attempt {
+        let opening = match opening {
+            Some(Opening::Opened(result)) => Box::pin(futures::future::ready(result)),
+            Some(Opening::Pending(future)) => future,
+            None => c.client.stream(self.request(c)),
+        };
         let mut events = tokio::select! {
-            r = c.client.stream(self.request(c)) => match r {
+            r = opening => match r {
                 Ok(s) => s,
                 Err(e) => return Attempt::FailedBeforeFirstToken(e),
             },
@@ -815,5 +877,181 @@ mod tests {
             let err = engine.start_turn(turn("my-app")).await.err().unwrap();
             assert!(matches!(err, TurnError::FailedPrecondition(_)), "{err:?}");
         }
+    }
+
+    /// A provider that answers "a", "b" (or never, when `hang`), counting the answers it
+    /// started and those dropped.
+    struct Fake {
+        hang: bool,
+        opened: Arc<std::sync::atomic::AtomicUsize>,
+        dropped: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    struct DropCount(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for DropCount {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for Fake {
+        fn kind(&self) -> ProviderKind {
+            ProviderKind::Anthropic
+        }
+        async fn stream(&self, _: CompletionRequest) -> Result<EventStream, ProviderError> {
+            self.opened
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let guard = DropCount(self.dropped.clone());
+            let events = if self.hang {
+                Vec::new()
+            } else {
+                vec![
+                    StreamEvent::TextDelta("a".into()),
+                    StreamEvent::TextDelta("b".into()),
+                    StreamEvent::Done { stop_reason: None },
+                ]
+            };
+            let hang = self.hang;
+            Ok(futures::stream::unfold(
+                (guard, events.into_iter()),
+                move |(guard, mut events)| async move {
+                    match events.next() {
+                        Some(e) => Some((Ok(e), (guard, events))),
+                        None if hang => futures::future::pending().await,
+                        None => None,
+                    }
+                },
+            )
+            .boxed())
+        }
+    }
+
+    async fn engine_with_fake(
+        store: Store,
+        hang: bool,
+    ) -> (
+        Engine,
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut providers = HashMap::new();
+        providers.insert(
+            ProviderKind::Anthropic,
+            ProviderEntry {
+                client: Arc::new(Fake {
+                    hang,
+                    opened: opened.clone(),
+                    dropped: dropped.clone(),
+                }),
+                default_model: "m".into(),
+                max_tokens: 16,
+            },
+        );
+        (
+            Engine::new(&Config::default(), store, providers),
+            opened,
+            dropped,
+        )
+    }
+
+    fn new_turn(text: &str) -> TurnRequest {
+        TurnRequest {
+            session: SessionRef::New,
+            text: text.into(),
+            provider: None,
+            model: None,
+        }
+    }
+
+    /// The provider is asked while the user's message is stored, but the caller sees `started`
+    /// (the message is stored) before any of the answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn started_comes_before_the_answer_and_both_messages_are_stored() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let (engine, opened, _) = engine_with_fake(store.clone(), false).await;
+        for _ in 0..20 {
+            let events: Vec<TurnEvent> = engine
+                .start_turn(new_turn("hi"))
+                .await
+                .unwrap()
+                .collect()
+                .await;
+            let TurnEvent::Started {
+                session_id,
+                session_created,
+                user_message_id,
+                ..
+            } = &events[0]
+            else {
+                panic!("first event: {:?}", events[0]);
+            };
+            assert!(*session_created && *user_message_id > 0);
+            assert!(
+                matches!(&events[1], TurnEvent::Delta(d) if d == "a"),
+                "{events:?}"
+            );
+            assert!(
+                matches!(&events[2], TurnEvent::Delta(d) if d == "b"),
+                "{events:?}"
+            );
+            let TurnEvent::Completed(answer) = &events[3] else {
+                panic!("last event: {:?}", events[3]);
+            };
+            assert_eq!(
+                (answer.content.as_str(), &answer.session_id),
+                ("ab", session_id)
+            );
+            let history = store.history(session_id, 0, None).await.unwrap().items;
+            assert_eq!(history.len(), 2);
+            assert_eq!(history[0].id, *user_message_id);
+        }
+        assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 20);
+    }
+
+    /// When the user's message cannot be stored, the caller gets the store's error, nothing is
+    /// streamed, and a provider request already sent is dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_store_write_cancels_the_provider_request() {
+        use sea_orm::ConnectionTrait as _;
+        let dir = tempfile::tempdir().unwrap();
+        let url = Store::sqlite_url_for_dir(dir.path());
+        let store = Store::connect(&url).await.unwrap();
+        let raw = sea_orm::Database::connect(&url).await.unwrap();
+        raw.execute_unprepared(
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages \
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+        )
+        .await
+        .unwrap();
+        let (engine, opened, dropped) = engine_with_fake(store.clone(), true).await;
+        for _ in 0..10 {
+            let err = engine.start_turn(new_turn("hi")).await.err().unwrap();
+            assert!(
+                matches!(&err, TurnError::Unavailable(m) if m.contains("disk on fire")),
+                "{err:?}"
+            );
+        }
+        // Every request that went out is dropped, not left hanging.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let (o, d) = (
+                opened.load(std::sync::atomic::Ordering::SeqCst),
+                dropped.load(std::sync::atomic::Ordering::SeqCst),
+            );
+            if o == d {
+                // The requests do go out before the write fails (the turn starts at once).
+                assert!(o > 0, "no provider request was started");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{o} opened, {d} dropped"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.stats().await.unwrap().sessions, 0);
     }
 }
