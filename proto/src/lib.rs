@@ -1,6 +1,8 @@
 //! The `openclanker.v1` gRPC contract: prost messages and tonic client/server stubs generated from
 //! `proto/openclanker/v1` at build time.
 
+pub mod codec;
+
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]
     tonic::include_proto!("openclanker.v1");
