@@ -311,7 +311,19 @@ impl Pipeline {
         let backend = &self.ctx.backend;
         let reply = match command {
             Command::Start | Command::Help => commands::help_text(),
-            Command::New | Command::Reset => match backend.session_by_key(key).await {
+            Command::New => match backend.session_by_key(key).await {
+                Ok(None) => "New conversation: there was none before.".to_owned(),
+                Ok(Some(previous)) => match backend.new_session(key).await {
+                    Ok(_) => format!(
+                        "New conversation. The previous one is kept as session {} \
+                         (`open-clanker sessions show {}`).",
+                        previous.id, previous.id
+                    ),
+                    Err(e) => relay::failure_note(&e),
+                },
+                Err(e) => relay::failure_note(&e),
+            },
+            Command::Reset => match backend.session_by_key(key).await {
                 Ok(Some(session)) => match backend.reset_session(&session.id).await {
                     Ok(()) => "Fresh start: I have forgotten this conversation.".to_owned(),
                     Err(e) => relay::failure_note(&e),
@@ -442,6 +454,21 @@ mod tests {
                 }
             }
             Ok(())
+        }
+        async fn new_session(&self, key: &str) -> Result<Session, TurnError> {
+            let mut sessions = self.sessions.lock().unwrap();
+            let number = sessions.len();
+            let id = format!("id-{key}-{number}");
+            sessions.insert(key.to_owned(), (id.clone(), 0));
+            Ok(Session {
+                id,
+                key: Some(key.to_owned()),
+                title: String::new(),
+                created_at_ms: 0,
+                updated_at_ms: 0,
+                message_count: 0,
+                cost_micros: 0,
+            })
         }
     }
 
@@ -656,6 +683,35 @@ mod tests {
             Outcome::Command(Command::Status)
         );
         assert!(sink.texts().last().unwrap().contains("telegram:-100:2"));
+
+        // `/new` opens another session under the key and says where the old one is.
+        assert_eq!(
+            p.handle(msg("2", "/new", true), Some("bot"), &sink).await,
+            Outcome::Command(Command::New)
+        );
+        let (id, count) = backend.sessions.lock().unwrap()["telegram:-100:2"].clone();
+        assert_eq!(count, 0);
+        assert_ne!(id, "id-telegram:-100:2");
+        assert!(
+            sink.texts()
+                .last()
+                .unwrap()
+                .contains("kept as session id-telegram:-100:2"),
+            "{:?}",
+            sink.texts().last()
+        );
+        // With no conversation yet there is nothing to keep.
+        assert_eq!(
+            p.handle(msg("3", "/new", true), Some("bot"), &sink).await,
+            Outcome::Command(Command::New)
+        );
+        assert!(
+            !backend
+                .sessions
+                .lock()
+                .unwrap()
+                .contains_key("telegram:-100:3")
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -275,6 +275,10 @@ pub trait ChatBackend: Send + Sync + 'static {
 
     /// Clears a session's history; the session itself (id, key, title) stays.
     async fn reset_session(&self, session_id: &str) -> Result<(), TurnError>;
+
+    /// Opens a new, empty session under `key`: later turns with this key go to it, and the
+    /// sessions used before stay as they are (listed and readable by id).
+    async fn new_session(&self, key: &str) -> Result<Session, TurnError>;
 }
 
 /// A sender allowed to talk to the assistant on a channel (approved by pairing or by the owner).

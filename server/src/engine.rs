@@ -527,6 +527,14 @@ impl ChatBackend for Engine {
         self.store.session_by_key(key).await.map_err(store_error)
     }
 
+    async fn new_session(&self, key: &str) -> Result<Session, TurnError> {
+        check_key(key)?;
+        self.store
+            .create_session(Some(key), "")
+            .await
+            .map_err(store_error)
+    }
+
     async fn reset_session(&self, session_id: &str) -> Result<(), TurnError> {
         check_id(session_id)?;
         self.store

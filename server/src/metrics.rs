@@ -351,6 +351,10 @@ impl ChatBackend for MeteredBackend {
     async fn reset_session(&self, session_id: &str) -> Result<(), TurnError> {
         self.inner.reset_session(session_id).await
     }
+
+    async fn new_session(&self, key: &str) -> Result<Session, TurnError> {
+        self.inner.new_session(key).await
+    }
 }
 
 /// The model name as a label: itself for the first [`MAX_MODELS`] names seen, `other` after.
@@ -738,6 +742,10 @@ mod tests {
 
         async fn reset_session(&self, _session_id: &str) -> Result<(), TurnError> {
             Ok(())
+        }
+
+        async fn new_session(&self, _key: &str) -> Result<Session, TurnError> {
+            Err(TurnError::Internal("not used here".into()))
         }
     }
 

@@ -111,6 +111,19 @@ impl ChatBackend for Echo {
         self.sessions.lock().unwrap().insert(key.to_owned(), 0);
         Ok(())
     }
+
+    async fn new_session(&self, key: &str) -> Result<Session, TurnError> {
+        self.sessions.lock().unwrap().insert(key.to_owned(), 0);
+        Ok(Session {
+            id: format!("id-{key}"),
+            key: Some(key.to_owned()),
+            title: String::new(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            message_count: 0,
+            cost_micros: 0,
+        })
+    }
 }
 
 /// Nobody is on the stored allowlist; pairing is not used here (the e2e tests cover it).
