@@ -428,7 +428,7 @@ mod tests {
             let answer = format!("echo: {}", request.text);
             Ok(Box::pin(futures::stream::iter(vec![
                 TurnEvent::Delta(answer.clone()),
-                TurnEvent::Completed(stored(&answer)),
+                TurnEvent::Completed(Box::new(stored(&answer))),
             ])))
         }
         async fn session_by_key(&self, key: &str) -> Result<Option<Session>, TurnError> {

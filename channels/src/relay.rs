@@ -350,7 +350,7 @@ pub(crate) mod tests {
                 let d = words[i].clone();
                 Some((TurnEvent::Delta(d), (i + 1, words, full)))
             } else if i == words.len() {
-                let done = TurnEvent::Completed(stored(&full));
+                let done = TurnEvent::Completed(Box::new(stored(&full)));
                 Some((done, (i + 1, words, full)))
             } else {
                 None
@@ -424,7 +424,7 @@ pub(crate) mod tests {
             TurnEvent::Delta("half an ".into()),
             TurnEvent::Failed {
                 error: TurnError::Unavailable("the provider is down".into()),
-                partial: Some(stored("half an")),
+                partial: Some(Box::new(stored("half an"))),
             },
         ]));
         let out = relay(&sink, events, RelayConfig::default()).await;
@@ -434,7 +434,7 @@ pub(crate) mod tests {
 
         let sink = FakeSink::new(4096);
         let events: TurnStream = Box::pin(futures::stream::iter(vec![TurnEvent::Completed(
-            stored(""),
+            Box::new(stored("")),
         )]));
         let out = relay(&sink, events, RelayConfig::default()).await;
         assert!(out.text.contains("empty answer"));
@@ -448,7 +448,7 @@ pub(crate) mod tests {
             .unwrap()
             .extend([SendError::Fatal("chat not found".into())]);
         let events: TurnStream = Box::pin(futures::stream::iter(vec![TurnEvent::Completed(
-            stored("hi"),
+            Box::new(stored("hi")),
         )]));
         let out = relay(&sink, events, RelayConfig::default()).await;
         assert_eq!(

@@ -227,11 +227,12 @@ pub enum TurnEvent {
     },
     Delta(String),
     Usage(Usage),
-    Completed(StoredMessage),
+    /// Boxed, as is `partial`: the events wait in a channel per stream, sized by the largest.
+    Completed(Box<StoredMessage>),
     /// The turn failed after it started; `partial` is the interrupted answer if any text arrived.
     Failed {
         error: TurnError,
-        partial: Option<StoredMessage>,
+        partial: Option<Box<StoredMessage>>,
     },
 }
 

@@ -728,13 +728,19 @@ impl Turn {
                     output_tokens = usage.output_tokens,
                     "turn completed"
                 );
-                let _ = self.tx.send(TurnEvent::Completed(m)).await;
+                let _ = self.tx.send(TurnEvent::Completed(Box::new(m))).await;
             }
             (None, _) => debug!(elapsed_ms, "caller went away; partial answer kept"),
             (Some(error), partial) => {
                 warn!(elapsed_ms, error = %error, "turn failed");
                 tracing::Span::current().record("otel.status_code", "ERROR");
-                let _ = self.tx.send(TurnEvent::Failed { error, partial }).await;
+                let _ = self
+                    .tx
+                    .send(TurnEvent::Failed {
+                        error,
+                        partial: partial.map(Box::new),
+                    })
+                    .await;
             }
         }
     }

@@ -158,7 +158,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
                 TurnEvent::Delta(text) => vec![Ok(Event::Delta(pb::TextDelta { text }))],
                 TurnEvent::Usage(u) => vec![Ok(Event::Usage(usage(u)))],
                 TurnEvent::Completed(m) => vec![Ok(Event::Completed(pb::TurnCompleted {
-                    message: Some(message(m)),
+                    message: Some(message(*m)),
                 }))],
                 TurnEvent::Failed { error, partial } => {
                     let st = status(error);
@@ -166,7 +166,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
                         Ok(Event::Error(pb::TurnError {
                             code: code_name(st.code()).to_string(),
                             message: st.message().to_string(),
-                            partial: partial.map(message),
+                            partial: partial.map(|m| message(*m)),
                         })),
                         Err(st),
                     ]

@@ -730,10 +730,11 @@ mod tests {
                 created_at_ms: 0,
                 cost_micros: 0,
             };
-            Ok(
-                futures::stream::iter([TurnEvent::Delta(request.text), TurnEvent::Completed(done)])
-                    .boxed(),
-            )
+            Ok(futures::stream::iter([
+                TurnEvent::Delta(request.text),
+                TurnEvent::Completed(Box::new(done)),
+            ])
+            .boxed())
         }
 
         async fn session_by_key(&self, _key: &str) -> Result<Option<Session>, TurnError> {

@@ -86,7 +86,10 @@ impl ChatBackend for Echo {
                     }
                     None => {
                         let answer = answer?;
-                        Some((TurnEvent::Completed(stored(&answer)), (deltas, None)))
+                        Some((
+                            TurnEvent::Completed(Box::new(stored(&answer))),
+                            (deltas, None),
+                        ))
                     }
                 }
             },
