@@ -88,6 +88,10 @@ pub struct Args {
     /// `TOKIO_WORKER_THREADS=1` or `MALLOC_ARENA_MAX=2`.
     #[arg(long, value_parser = parse_env)]
     pub gateway_env: Vec<(String, String)>,
+    /// Idle: also measure gateways with the Telegram and Discord channels enabled and connected
+    /// (to Bot API and Discord stand-ins this process runs on 127.0.0.1).
+    #[arg(long)]
+    pub channels: bool,
     /// RLIMIT_NOFILE for this process and the processes it starts (they inherit it).
     #[arg(long, default_value_t = 65536)]
     pub nofile: u64,

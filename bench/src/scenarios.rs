@@ -91,6 +91,10 @@ pub struct IdleReport {
     pub rss_after_warmup_kib: f64,
     pub threads: u64,
     pub per_run: Vec<(u64, u64)>,
+    /// With `--channels`: RSS one second after Telegram and Discord both report connected
+    /// (median over runs), KiB.
+    pub rss_channels_kib: Option<f64>,
+    pub channels_per_run: Vec<u64>,
 }
 
 /// The gateway's resources over one run.
@@ -854,13 +858,77 @@ async fn idle(bench: &mut Bench) -> Result<IdleReport, String> {
             break;
         }
     }
+    let mut channels_per_run = Vec::new();
+    if bench.args.channels && bench.args.gateway_url.is_none() {
+        channels_per_run = idle_with_channels(bench, runs).await?;
+    }
     Ok(IdleReport {
+        rss_channels_kib: (!channels_per_run.is_empty())
+            .then(|| median(channels_per_run.iter().map(|r| *r as f64).collect())),
+        channels_per_run,
         runs: per_run.len(),
         rss_fresh_kib: median(per_run.iter().map(|r| r.0 as f64).collect()),
         rss_after_warmup_kib: median(per_run.iter().map(|r| r.1 as f64).collect()),
         threads,
         per_run,
     })
+}
+
+/// Idle RSS of `runs` fresh gateways with both chat channels connected to stand-ins.
+async fn idle_with_channels(bench: &mut Bench, runs: usize) -> Result<Vec<u64>, String> {
+    const TELEGRAM_TOKEN: &str = "123456:bench-telegram-token";
+    const DISCORD_TOKEN: &str = "MTE4.bench.discord-token";
+    let telegram = open_clanker_testkit::telegram::spawn(TELEGRAM_TOKEN)
+        .await
+        .map_err(|e| format!("Telegram stand-in: {e}"))?;
+    let discord = open_clanker_testkit::discord::spawn(DISCORD_TOKEN)
+        .await
+        .map_err(|e| format!("Discord stand-in: {e}"))?;
+    let mut spec = bench.spec.clone().ok_or("no gateway binary")?;
+    spec.env.extend([
+        ("TELEGRAM_BOT_TOKEN".to_owned(), TELEGRAM_TOKEN.to_owned()),
+        (
+            "OPEN_CLANKER_TELEGRAM_API_URL".to_owned(),
+            telegram.api_url(),
+        ),
+        ("DISCORD_BOT_TOKEN".to_owned(), DISCORD_TOKEN.to_owned()),
+        ("OPEN_CLANKER_DISCORD_API_URL".to_owned(), discord.api_url()),
+    ]);
+    eprintln!("idle with channels: {runs} fresh gateways, Telegram and Discord connected");
+    let mut rss = Vec::new();
+    for _ in 0..runs {
+        let proc = procs::spawn_gateway(&spec, None)?;
+        let url = proc.url();
+        let mut g = Gateway {
+            url: url.clone(),
+            pid: Some(proc.proc.pid()),
+            proc: Some(proc),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let connected = match open_clanker_client::Client::connect(&url).await {
+                Ok(mut client) => client
+                    .status()
+                    .await
+                    .map(|s| s.channels.iter().filter(|c| c.connected).count())
+                    .unwrap_or(0),
+                Err(_) => 0,
+            };
+            if connected == 2 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err("the channels did not both connect within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let sample = g.sample().unwrap_or_default();
+        g.check_alive()?;
+        eprintln!("  RSS {} KiB with both channels connected", sample.rss_kib);
+        rss.push(sample.rss_kib);
+    }
+    Ok(rss)
 }
 
 /// Runs one measured phase against a gateway: resources, store check and statistics.
@@ -1562,6 +1630,14 @@ pub fn render(r: &Report) -> String {
             i.rss_after_warmup_kib / 1024.0,
             i.threads
         );
+        if let Some(kib) = i.rss_channels_kib {
+            let _ = writeln!(
+                out,
+                "idle RSS with Telegram and Discord connected (median of {}): {:.1} MiB",
+                i.channels_per_run.len(),
+                kib / 1024.0
+            );
+        }
     }
     for s in &r.single {
         latency_text(&mut out, "single chat", s);
