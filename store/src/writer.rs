@@ -15,7 +15,7 @@ use open_clanker_core::{Role, Session, StoredMessage};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Statement,
     TransactionTrait,
 };
 use std::sync::Arc;
@@ -31,6 +31,8 @@ use crate::{
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
+/// WAL size (in 4 KiB pages) past which the writer truncates it: 16 MiB.
+const WAL_RESTART_FRAMES: i64 = 4096;
 /// Writes between two WAL checkpoints (about 1,000 pages, SQLite's own default, at 4–6 pages
 /// per write).
 const CHECKPOINT_EVERY: usize = 200;
@@ -103,32 +105,63 @@ impl Writer {
 async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, checkpoint: bool) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut since_checkpoint = 0;
-    let checkpointing = Arc::new(AtomicBool::new(false));
+    let wal = Arc::new(WalState::default());
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         since_checkpoint += batch.len();
         commit(&db, &mut batch).await;
-        if checkpoint
-            && since_checkpoint >= CHECKPOINT_EVERY
-            && !checkpointing.swap(true, Ordering::AcqRel)
+        if !checkpoint {
+            continue;
+        }
+        if wal.restart.swap(false, Ordering::AcqRel) {
+            // Between two batches no write of ours is under way: copy everything and start the
+            // WAL over (this waits for readers, up to the busy timeout).
+            if let Err(e) = db
+                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await
+            {
+                tracing::warn!(error = %e, "WAL truncation failed; the next checkpoint retries");
+            }
+            since_checkpoint = 0;
+        } else if since_checkpoint >= CHECKPOINT_EVERY && !wal.running.swap(true, Ordering::AcqRel)
         {
             since_checkpoint = 0;
-            tokio::spawn(wal_checkpoint(db.clone(), checkpointing.clone()));
+            tokio::spawn(wal_checkpoint(db.clone(), wal.clone()));
         }
     }
 }
 
+#[derive(Default)]
+struct WalState {
+    /// A `PASSIVE` checkpoint is running.
+    running: AtomicBool,
+    /// The WAL has grown past [`WAL_RESTART_FRAMES`]: the writer truncates it between batches.
+    restart: AtomicBool,
+}
+
 /// Copies the WAL's pages into the database file (and syncs it) beside the writer, instead of
 /// inside whichever commit crossed SQLite's threshold: a commit never waits for an fsync.
-/// `PASSIVE` neither blocks the writer nor waits for readers; what it cannot copy now, the next
-/// one does.
-async fn wal_checkpoint(db: DatabaseConnection, running: Arc<AtomicBool>) {
-    if let Err(e) = db
-        .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
-        .await
-    {
-        tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
+/// `PASSIVE` neither blocks the writer nor waits for readers. Under steady writes it never
+/// catches up completely, so the WAL is never started over and keeps growing: past
+/// [`WAL_RESTART_FRAMES`] it asks the writer for a `TRUNCATE` checkpoint between two batches.
+async fn wal_checkpoint(db: DatabaseConnection, wal: Arc<WalState>) {
+    let result = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "PRAGMA wal_checkpoint(PASSIVE)",
+        ))
+        .await;
+    match result {
+        // (busy, frames in the WAL, frames copied)
+        Ok(Some(row)) => {
+            let frames = row.try_get_by_index::<i64>(1).unwrap_or(0);
+            if frames > WAL_RESTART_FRAMES {
+                wal.restart.store(true, Ordering::Release);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries"),
     }
-    running.store(false, Ordering::Release);
+    wal.running.store(false, Ordering::Release);
 }
 
 /// Commits `batch` (emptying it) and answers every job in it.

@@ -801,3 +801,58 @@ async fn the_writer_checkpoints_the_wal_into_the_database_file() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Under writes that never pause (and readers beside them) the passive checkpoints never catch up
+/// completely, so SQLite never starts the WAL over: the writer then truncates it between two
+/// batches, and the WAL file stays bounded instead of growing with everything written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_bounded_under_steady_writes() {
+    let (store, dir, _url) = temp_store().await;
+    let wal = dir.path().join("open-clanker.db-wal");
+    let s = store.create_session(None, "").await.unwrap();
+    let text = "y".repeat(4000);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, id, stop) = (store.clone(), s.id.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.recent_messages(&id, 5).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, id, text) = (store.clone(), s.id.clone(), text.clone());
+            tokio::spawn(async move {
+                for _ in 0..600 {
+                    append(&store, &id, Role::User, &text).await;
+                }
+            })
+        })
+        .collect();
+    let mut largest = 0;
+    for w in writers {
+        while !w.is_finished() {
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        w.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    // 9,600 messages of 4 KB (~40 MB of pages) went through; the WAL never held them all.
+    assert_eq!(
+        store
+            .get_session(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .message_count,
+        9600
+    );
+    assert!(largest < 28 << 20, "the WAL grew to {largest} bytes");
+}
