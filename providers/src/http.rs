@@ -77,7 +77,11 @@ impl Transport {
         url: reqwest::Url,
         headers: HeaderMap,
     ) -> Result<Self, ProviderError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if config.http2_prior_knowledge {
+            builder = builder.http2_prior_knowledge();
+        }
+        let client = builder
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.idle_timeout)
             .tcp_nodelay(true)

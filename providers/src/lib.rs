@@ -73,6 +73,10 @@ pub struct ProviderConfig {
     /// The first retry's back-off; it doubles each time, up to 8 s, with jitter. A `retry-after`
     /// header (up to 30 s) takes precedence. Default 500 ms.
     pub retry_base_delay: Duration,
+    /// Speak HTTP/2 without negotiating it (h2c for `http://`): for a local server known to
+    /// support it, so that all streams share one connection. HTTPS endpoints negotiate HTTP/2 by
+    /// themselves (ALPN) and need no setting. Default false.
+    pub http2_prior_knowledge: bool,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -90,6 +94,7 @@ impl fmt::Debug for ProviderConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_retries", &self.max_retries)
             .field("retry_base_delay", &self.retry_base_delay)
+            .field("http2_prior_knowledge", &self.http2_prior_knowledge)
             .finish()
     }
 }
@@ -105,6 +110,7 @@ impl ProviderConfig {
             idle_timeout: Duration::from_secs(60),
             max_retries: 2,
             retry_base_delay: Duration::from_millis(500),
+            http2_prior_knowledge: false,
         }
     }
 

@@ -881,3 +881,28 @@ async fn check_key_probes_the_model_list() {
     );
     assert!(!error.to_string().contains("attempts"), "{error}");
 }
+
+/// With `http2_prior_knowledge` both clients speak h2c to the stand-in (an HTTP/1-only server
+/// would refuse the HTTP/2 preface), and many streams at once all arrive whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prior_knowledge_streams_over_h2c() {
+    let s = standin().await;
+    for kind in [ProviderKind::Anthropic, ProviderKind::OpenAi] {
+        let mut c = config(kind, base_url(kind, &s), KEY);
+        c.http2_prior_knowledge = true;
+        let p = build(c).expect("provider builds");
+        let runs = (0..20).map(|i| {
+            let p = p.clone();
+            async move { run(p.as_ref(), request(&format!("stream {i} here"))).await }
+        });
+        for (i, out) in futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let out = out.unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert!(out.error.is_none(), "{kind}: {:?}", out.error);
+            assert_eq!(out.text(), format!("echo: stream {i} here"), "{kind}");
+        }
+    }
+}

@@ -237,6 +237,9 @@ pub struct ProviderSection {
     pub idle_timeout_secs: u64,
     /// Retries on 429, 5xx and connection errors before the answer starts.
     pub max_retries: u32,
+    /// HTTP/2 without negotiation (h2c) to a `base_url` known to speak it; HTTPS negotiates
+    /// HTTP/2 by itself.
+    pub http2_prior_knowledge: bool,
 }
 
 impl ProviderSection {
@@ -249,6 +252,7 @@ impl ProviderSection {
             connect_timeout_secs: 10,
             idle_timeout_secs: 120,
             max_retries: 2,
+            http2_prior_knowledge: false,
         }
     }
 
@@ -274,6 +278,7 @@ impl fmt::Debug for ProviderSection {
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
             .field("max_retries", &self.max_retries)
+            .field("http2_prior_knowledge", &self.http2_prior_knowledge)
             .finish()
     }
 }
@@ -292,6 +297,8 @@ struct EnvOverrides {
     max_message_chars: Option<usize>,
     anthropic_model: Option<String>,
     openai_model: Option<String>,
+    anthropic_http2_prior_knowledge: Option<bool>,
+    openai_http2_prior_knowledge: Option<bool>,
     fallback: Option<String>,
 }
 
@@ -438,6 +445,8 @@ fn apply_overrides(c: &mut Config, o: EnvOverrides) {
         max_message_chars,
         anthropic_model,
         openai_model,
+        anthropic_http2_prior_knowledge,
+        openai_http2_prior_knowledge,
         fallback,
     } = o;
     if let Some(list) = fallback {
@@ -462,6 +471,14 @@ fn apply_overrides(c: &mut Config, o: EnvOverrides) {
     set(&mut c.chat.max_message_chars, max_message_chars);
     set(&mut c.providers.anthropic.model, anthropic_model);
     set(&mut c.providers.openai.model, openai_model);
+    set(
+        &mut c.providers.anthropic.http2_prior_knowledge,
+        anthropic_http2_prior_knowledge,
+    );
+    set(
+        &mut c.providers.openai.http2_prior_knowledge,
+        openai_http2_prior_knowledge,
+    );
 }
 
 fn apply_sdk_env(c: &mut Config, sdk: SdkEnv) {
@@ -622,7 +639,8 @@ pub const TEMPLATE: &str = r#"# Open Clanker configuration.
 # Every setting is optional: the values shown are the defaults. Environment variables override the
 # file: OPEN_CLANKER_LISTEN, OPEN_CLANKER_DATA_DIR, OPEN_CLANKER_DATABASE_URL, OPEN_CLANKER_LOG_FORMAT,
 # OPEN_CLANKER_LOG_LEVEL, OPEN_CLANKER_DEFAULT_PROVIDER, OPEN_CLANKER_SYSTEM_PROMPT,
-# OPEN_CLANKER_MAX_MESSAGE_CHARS, OPEN_CLANKER_ANTHROPIC_MODEL, OPEN_CLANKER_OPENAI_MODEL, and the
+# OPEN_CLANKER_MAX_MESSAGE_CHARS, OPEN_CLANKER_ANTHROPIC_MODEL, OPEN_CLANKER_OPENAI_MODEL,
+# OPEN_CLANKER_ANTHROPIC_HTTP2_PRIOR_KNOWLEDGE, OPEN_CLANKER_OPENAI_HTTP2_PRIOR_KNOWLEDGE, and the
 # provider SDKs' own ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, OPENAI_API_KEY, OPENAI_BASE_URL.
 # Keep API keys in the environment rather than in this file.
 
@@ -669,6 +687,7 @@ max_tokens = 4096
 connect_timeout_secs = 10
 idle_timeout_secs = 120
 max_retries = 2
+# http2_prior_knowledge = false   # true: HTTP/2 without TLS (h2c) to a base_url that speaks it
 
 [providers.openai]
 # api_key = "..."              # better: OPENAI_API_KEY
@@ -679,6 +698,7 @@ max_tokens = 4096
 connect_timeout_secs = 10
 idle_timeout_secs = 120
 max_retries = 2
+# http2_prior_knowledge = false   # true: HTTP/2 without TLS (h2c) to a base_url that speaks it
 
 [channels.telegram]
 # Talk to the assistant on Telegram: create a bot with @BotFather and set its token, better in
@@ -800,6 +820,7 @@ mod tests {
                 ("OPENAI_API_KEY", "sk-secret"),
                 ("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),
                 ("OPEN_CLANKER_OPENAI_MODEL", "llama"),
+                ("OPEN_CLANKER_OPENAI_HTTP2_PRIOR_KNOWLEDGE", "true"),
                 ("OPEN_CLANKER_LOG_FORMAT", "json"),
                 ("ANTHROPIC_API_KEY", ""),
             ]),
@@ -808,6 +829,8 @@ mod tests {
         assert_eq!(c.gateway.listen, "0.0.0.0:9000");
         assert_eq!(c.providers.openai.key(), Some("sk-secret"));
         assert_eq!(c.providers.openai.model, "llama");
+        assert!(c.providers.openai.http2_prior_knowledge);
+        assert!(!c.providers.anthropic.http2_prior_knowledge);
         assert_eq!(c.log.format, LogFormat::Json);
         assert!(
             c.providers.anthropic.key().is_none(),

@@ -84,6 +84,7 @@ pub fn build_providers(
         pc.connect_timeout = Duration::from_secs(section.connect_timeout_secs);
         pc.idle_timeout = Duration::from_secs(section.idle_timeout_secs);
         pc.max_retries = section.max_retries;
+        pc.http2_prior_knowledge = section.http2_prior_knowledge;
         let client = open_clanker_providers::build(pc).map_err(|e| GatewayError::Provider {
             provider: kind,
             message: e.to_string(),
