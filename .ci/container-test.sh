@@ -535,7 +535,9 @@ if diff -q <(sed '1,/^$/d' "$ROOT/k8s/config.toml") "$WORK/config.generated.toml
   echo "  k8s/config.toml matches open-clanker config-generate (with its three substitutions)"
 else
   echo "  NOTE: k8s/config.toml differs from open-clanker config-generate; regenerate it with the command in its header:"
-  diff <(sed '1,/^$/d' "$ROOT/k8s/config.toml") "$WORK/config.generated.toml" | head -20 | sed 's/^/    /'
+  # `|| true`: diff exits 1 on a difference (and head may cut it short), which pipefail would
+  # turn into a failure of the whole test; a drift is a note, not a failure.
+  diff <(sed '1,/^$/d' "$ROOT/k8s/config.toml") "$WORK/config.generated.toml" | head -20 | sed 's/^/    /' || true
 fi
 
 step "figures"
