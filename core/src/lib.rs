@@ -218,22 +218,30 @@ pub struct TurnRequest {
 /// then exactly one of `Completed` or `Failed`.
 #[derive(Debug, Clone)]
 pub enum TurnEvent {
-    Started {
-        session_id: String,
-        session_created: bool,
-        user_message_id: i64,
-        provider: String,
-        model: String,
-    },
+    /// Boxed, like the stored messages below: events wait in a channel per open stream whose
+    /// buffer holds 32 of them at the size of the largest variant, so the rare, large ones are
+    /// boxed and the frequent `Delta` sets the size (40 bytes instead of 96).
+    Started(Box<TurnStarted>),
     Delta(String),
     Usage(Usage),
-    /// Boxed, as is `partial`: the events wait in a channel per stream, sized by the largest.
     Completed(Box<StoredMessage>),
     /// The turn failed after it started; `partial` is the interrupted answer if any text arrived.
     Failed {
         error: TurnError,
         partial: Option<Box<StoredMessage>>,
     },
+}
+
+/// The first event of a turn: the user's message is stored (unless the turn is stateless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnStarted {
+    /// Empty for a stateless turn.
+    pub session_id: String,
+    pub session_created: bool,
+    /// 0 for a stateless turn.
+    pub user_message_id: i64,
+    pub provider: String,
+    pub model: String,
 }
 
 /// A turn's events.
@@ -417,5 +425,16 @@ mod tests {
             assert_eq!(status.as_str().parse::<MessageStatus>().unwrap(), status);
         }
         assert!("robot".parse::<Role>().is_err());
+    }
+
+    /// Every open stream's event channel holds a block of 32 events at this size: a large
+    /// variant added unboxed would cost every stream kilobytes (docs/BENCHMARKS.md).
+    #[test]
+    fn turn_events_stay_small() {
+        assert!(
+            std::mem::size_of::<TurnEvent>() <= 40,
+            "TurnEvent is {} bytes: box the large variant",
+            std::mem::size_of::<TurnEvent>()
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use open_clanker_core::{
     ChatBackend, ChatMessage, MessageStatus, ProviderKind, Role, Session, SessionRef,
-    StoredMessage, TurnError, TurnEvent, TurnRequest, TurnStream, Usage,
+    StoredMessage, TurnError, TurnEvent, TurnRequest, TurnStarted, TurnStream, Usage,
 };
 use open_clanker_providers::{
     CompletionRequest, EventStream, Provider, ProviderError, StreamEvent,
@@ -508,13 +508,13 @@ impl ChatBackend for Engine {
             }
         };
         span.record("session", session_id.as_str());
-        let started = TurnEvent::Started {
+        let started = TurnEvent::Started(Box::new(TurnStarted {
             session_id: session_id.clone(),
             session_created,
             user_message_id,
             provider: kind.to_string(),
             model,
-        };
+        }));
         let _ = ack_tx.send(Ack {
             session_id,
             started,
@@ -578,11 +578,11 @@ struct Ack {
 }
 
 /// The first provider's request, sent before the user's message was stored.
-enum Opening<'a> {
+enum Opening {
     /// It has already answered (or failed).
     Opened(Result<EventStream, ProviderError>),
     /// Still waiting for the answer's headers.
-    Pending(futures::future::BoxFuture<'a, Result<EventStream, ProviderError>>),
+    Pending(futures::future::BoxFuture<'static, Result<EventStream, ProviderError>>),
 }
 
 /// One running turn.
@@ -622,11 +622,30 @@ enum End {
 }
 
 impl Turn {
+    /// The turn's task. Its future is allocated once per open stream and sized by its largest
+    /// state, so the phases around the long wait for the provider's words (opening the stream,
+    /// storing the answer) are boxed: only while they run do they take memory, and an idle
+    /// stream's task holds the relay's state alone (docs/BENCHMARKS.md, memory per stream).
     async fn run(mut self, ack: oneshot::Receiver<Ack>) {
         let begun = std::time::Instant::now();
-        // The first candidate's request goes out now, while the user's message is being stored.
-        let first = self.chain[0].clone();
-        let mut opening = first.client.stream(self.request(&first));
+        let Some(first) = Box::pin(self.open(ack)).await else {
+            return;
+        };
+        let mut text = String::new();
+        let mut usage = Usage::default();
+        let end = self.relay(&mut text, &mut usage, first).await;
+        Box::pin(self.finish(begun, end, text, usage)).await;
+    }
+
+    /// Sends the first candidate's request at once and waits until the user's message is
+    /// stored; then `started` goes to the caller. `None` when the message was not stored: the
+    /// caller gets the store's error, and dropping the request cancels it.
+    async fn open(&mut self, ack: oneshot::Receiver<Ack>) -> Option<Opening> {
+        let first = &self.chain[0];
+        let client = first.client.clone();
+        let request = self.request(first);
+        let mut opening: futures::future::BoxFuture<'static, _> =
+            Box::pin(async move { client.stream(request).await });
         let mut opened = None;
         let mut ack = ack;
         let ack = loop {
@@ -635,18 +654,18 @@ impl Turn {
                 r = &mut opening, if opened.is_none() => opened = Some(r),
             }
         };
-        // Not stored: the caller gets the store's error; dropping `opening` cancels the request.
-        let Ok(ack) = ack else { return };
+        let ack = ack.ok()?;
         self.session_id = ack.session_id;
         // The caller may already be gone; the user's message is stored either way.
         let _ = self.tx.send(ack.started).await;
-        let first = match opened {
+        Some(match opened {
             Some(result) => Opening::Opened(result),
             None => Opening::Pending(opening),
-        };
-        let mut text = String::new();
-        let mut usage = Usage::default();
-        let end = self.relay(&mut text, &mut usage, first).await;
+        })
+    }
+
+    /// Stores the answer (whole or partial) and sends the caller its last event.
+    async fn finish(self, begun: std::time::Instant, end: End, text: String, usage: Usage) {
         let answered = self.chain[self.answered_by].clone();
         let (status, stop_reason, error) = match end {
             End::Done(reason) => (MessageStatus::Complete, reason, None),
@@ -758,7 +777,7 @@ impl Turn {
     /// Streams the answer to the caller. A provider that fails before its first token with a
     /// transient error (429, 5xx, timeout, broken stream) hands the turn to the next candidate;
     /// after the first token a failure ends the turn.
-    async fn relay(&mut self, text: &mut String, usage: &mut Usage, first: Opening<'_>) -> End {
+    async fn relay(&mut self, text: &mut String, usage: &mut Usage, first: Opening) -> End {
         let mut index = 0;
         let mut first = Some(first);
         loop {
@@ -796,12 +815,25 @@ impl Turn {
         }
     }
 
+    /// Sends the caller an event; `false` when the caller is gone. The channel almost always
+    /// has room: only a caller that far behind is waited for, in a boxed future, so the wait
+    /// does not enlarge every idle stream's task.
+    async fn emit(&self, event: TurnEvent) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                Box::pin(self.tx.send(event)).await.is_ok()
+            }
+        }
+    }
+
     async fn relay_one(
         &self,
         c: &Candidate,
         text: &mut String,
         usage: &mut Usage,
-        opening: Option<Opening<'_>>,
+        opening: Option<Opening>,
     ) -> Attempt {
         let opening = match opening {
             Some(Opening::Opened(result)) => Box::pin(futures::future::ready(result)),
@@ -829,13 +861,13 @@ impl Turn {
                     }
                     text.push_str(&delta);
                     self.metrics.first_token(c.kind.as_str());
-                    if self.tx.send(TurnEvent::Delta(delta)).await.is_err() {
+                    if !self.emit(TurnEvent::Delta(delta)).await {
                         return Attempt::Ended(End::CallerGone);
                     }
                 }
                 Some(Ok(StreamEvent::Usage(u))) => {
                     *usage = u;
-                    if self.tx.send(TurnEvent::Usage(u)).await.is_err() {
+                    if !self.emit(TurnEvent::Usage(u)).await {
                         return Attempt::Ended(End::CallerGone);
                     }
                 }
@@ -993,16 +1025,10 @@ mod tests {
                 .unwrap()
                 .collect()
                 .await;
-            let TurnEvent::Started {
-                session_id,
-                session_created,
-                user_message_id,
-                ..
-            } = &events[0]
-            else {
+            let TurnEvent::Started(started) = &events[0] else {
                 panic!("first event: {:?}", events[0]);
             };
-            assert!(*session_created && *user_message_id > 0);
+            assert!(started.session_created && started.user_message_id > 0);
             assert!(
                 matches!(&events[1], TurnEvent::Delta(d) if d == "a"),
                 "{events:?}"
@@ -1016,11 +1042,15 @@ mod tests {
             };
             assert_eq!(
                 (answer.content.as_str(), &answer.session_id),
-                ("ab", session_id)
+                ("ab", &started.session_id)
             );
-            let history = store.history(session_id, 0, None).await.unwrap().items;
+            let history = store
+                .history(&started.session_id, 0, None)
+                .await
+                .unwrap()
+                .items;
             assert_eq!(history.len(), 2);
-            assert_eq!(history[0].id, *user_message_id);
+            assert_eq!(history[0].id, started.user_message_id);
         }
         assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 20);
     }

@@ -142,19 +142,16 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let out = events.flat_map(|event| {
             use pb::chat_response::Event;
             let items: Vec<Result<pb::ChatResponse, Status>> = match event {
-                TurnEvent::Started {
-                    session_id,
-                    session_created,
-                    user_message_id,
-                    provider,
-                    model,
-                } => vec![Ok(Event::Started(pb::TurnStarted {
-                    session_id,
-                    session_created,
-                    user_message_id,
-                    provider,
-                    model,
-                }))],
+                TurnEvent::Started(s) => {
+                    let s = *s;
+                    vec![Ok(Event::Started(pb::TurnStarted {
+                        session_id: s.session_id,
+                        session_created: s.session_created,
+                        user_message_id: s.user_message_id,
+                        provider: s.provider,
+                        model: s.model,
+                    }))]
+                }
                 TurnEvent::Delta(text) => vec![Ok(Event::Delta(pb::TextDelta { text }))],
                 TurnEvent::Usage(u) => vec![Ok(Event::Usage(usage(u)))],
                 TurnEvent::Completed(m) => vec![Ok(Event::Completed(pb::TurnCompleted {

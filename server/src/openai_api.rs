@@ -375,7 +375,7 @@ fn stream_answer(
     };
     let stream = events.flat_map(move |event| {
         let out: Vec<Value> = match event {
-            TurnEvent::Started { .. } => {
+            TurnEvent::Started(_) => {
                 vec![chunk(json!({"role": "assistant", "content": ""}), None)]
             }
             TurnEvent::Delta(text) => vec![chunk(json!({"content": text}), None)],
