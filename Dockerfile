@@ -6,7 +6,7 @@
 #       docker build -t open-clanker .
 #
 #  2. Package a static binary built on the host; nothing is pulled (this is what CI does):
-#       RUSTFLAGS="-C target-feature=+crt-static" \
+#       RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
 #         cargo build --release --locked --target x86_64-unknown-linux-gnu -p open-clanker
 #       podman build --format docker --build-arg BINARY_FROM=prebuilt -t open-clanker .
 #     (`docker build --build-arg BINARY_FROM=prebuilt ...` works the same way.)
@@ -30,7 +30,7 @@ COPY . .
 # crt-static links glibc statically; the host's own target triple keeps this working on arm64.
 RUN set -eux; \
     target="$(rustc -vV | sed -n 's/^host: //p')"; \
-    RUSTFLAGS="-C target-feature=+crt-static" \
+    RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
         cargo build --release --locked --target "$target" -p open-clanker; \
     mkdir -p /out; \
     cp "target/$target/release/open-clanker" /out/open-clanker; \

@@ -183,12 +183,12 @@ hadolint "$ROOT/Dockerfile"
 ok "hadolint Dockerfile"
 
 ########################################################################################################
-step "static release binaries (RUSTFLAGS=-C target-feature=+crt-static, --target $TRIPLE)"
+step "static release binaries (RUSTFLAGS=-C target-feature=+crt-static -C relocation-model=static, --target $TRIPLE)"
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --locked |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 t0=$SECONDS
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  RUSTFLAGS="-C target-feature=+crt-static" timeout 3600 \
+  RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" timeout 3600 \
     cargo build --release --locked --target "$TRIPLE" -p open-clanker -p open-clanker-testkit --bins
   echo "  cargo build --release: $((SECONDS - t0)) s (incremental when already built)"
 fi
