@@ -43,6 +43,7 @@ mod sse {
             let standin = open_clanker_testkit::spawn(open_clanker_testkit::StandInConfig {
                 api_key: "bench-key".into(),
                 default_delay: std::time::Duration::ZERO,
+                ..Default::default()
             })
             .await
             .expect("stand-in");

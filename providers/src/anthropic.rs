@@ -73,6 +73,12 @@ impl AnthropicProvider {
     pub async fn check_key(&self) -> Result<(), ProviderError> {
         self.transport.probe(self.models_url.clone()).await
     }
+
+    /// The requests in flight on each of its HTTP clients, oldest first.
+    #[cfg(test)]
+    pub(crate) fn client_loads(&self) -> Vec<usize> {
+        self.transport.client_loads()
+    }
 }
 
 #[async_trait::async_trait]
@@ -87,9 +93,10 @@ impl Provider for AnthropicProvider {
             provider: KIND,
             message: format!("could not encode the request: {e}"),
         })?;
-        let response = self.transport.post(body.into()).await?;
+        let (response, lease) = self.transport.post(body.into()).await?;
         Ok(sse::decode(
             response,
+            lease,
             AnthropicDecoder::new(self.transport.redactor().clone()),
             KIND,
             self.transport.idle_timeout(),

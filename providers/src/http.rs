@@ -1,6 +1,7 @@
-//! The HTTP side shared by the provider clients: one reqwest client per provider, the endpoint,
-//! and sending with retries.
+//! The HTTP side shared by the provider clients: a small pool of identical reqwest clients per
+//! provider (`crate::pool`), the endpoint, and sending with retries.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -8,7 +9,9 @@ use open_clanker_core::ProviderKind;
 use reqwest::header::{HeaderMap, HeaderValue};
 
 use crate::ProviderConfig;
+use crate::dns::SharedResolver;
 use crate::error::{self, ProviderError, Redactor};
+use crate::pool::{self, Pool};
 
 /// Longest back-off between two attempts when the provider did not say how long to wait.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(8);
@@ -17,10 +20,14 @@ pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Most bytes of an error body read (the rest is ignored).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// A request's hold on one of the provider's clients: the request counts as in flight on that
+/// client (and its connection) until this is dropped. The answer's stream keeps it.
+pub(crate) type ClientLease = pool::Lease<reqwest::Client>;
+
 /// Sends JSON requests to one provider endpoint.
 pub(crate) struct Transport {
     kind: ProviderKind,
-    client: reqwest::Client,
+    clients: Pool<reqwest::Client>,
     url: reqwest::Url,
     headers: HeaderMap,
     max_retries: u32,
@@ -70,20 +77,37 @@ pub(crate) fn endpoint(
     reqwest::Url::parse(&format!("{base}{path}")).map_err(|e| bad(&e.to_string()))
 }
 
-impl Transport {
-    /// A transport posting to `url` with `headers` (which carry the credentials).
-    pub(crate) fn new(
-        config: &ProviderConfig,
-        url: reqwest::Url,
-        headers: HeaderMap,
-    ) -> Result<Self, ProviderError> {
+/// How every client of a provider is built: all members of its pool are identical, and share one
+/// DNS resolver.
+#[derive(Clone)]
+struct ClientSettings {
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    http2_prior_knowledge: bool,
+    resolver: SharedResolver,
+}
+
+impl From<&ProviderConfig> for ClientSettings {
+    fn from(config: &ProviderConfig) -> Self {
+        Self {
+            connect_timeout: config.connect_timeout,
+            idle_timeout: config.idle_timeout,
+            http2_prior_knowledge: config.http2_prior_knowledge,
+            resolver: SharedResolver::default(),
+        }
+    }
+}
+
+impl ClientSettings {
+    fn build(&self) -> Result<reqwest::Client, ProviderError> {
         let mut builder = reqwest::Client::builder();
-        if config.http2_prior_knowledge {
+        if self.http2_prior_knowledge {
             builder = builder.http2_prior_knowledge();
         }
-        let client = builder
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.idle_timeout)
+        builder
+            .dns_resolver(Arc::new(self.resolver.clone()))
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.idle_timeout)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             // A redirect would send the credentials somewhere else; a provider API never needs one.
@@ -95,10 +119,36 @@ impl Transport {
                     "could not build the HTTP client: {}",
                     error::error_chain(&e)
                 ))
-            })?;
+            })
+    }
+}
+
+impl Transport {
+    /// A transport posting to `url` with `headers` (which carry the credentials).
+    pub(crate) fn new(
+        config: &ProviderConfig,
+        url: reqwest::Url,
+        headers: HeaderMap,
+    ) -> Result<Self, ProviderError> {
+        if config.max_streams_per_connection == 0 {
+            return Err(ProviderError::Config(format!(
+                "the {} max_streams_per_connection must be at least 1",
+                config.kind
+            )));
+        }
+        // Plain http:// without prior knowledge is HTTP/1.1, one connection per open answer
+        // anyway: more clients would only split the idle connections between them.
+        let multiplexed = config.http2_prior_knowledge || url.scheme() == "https";
+        let max_clients = if multiplexed { pool::MAX_MEMBERS } else { 1 };
+        let settings = ClientSettings::from(config);
+        let clients = Pool::new(
+            usize::try_from(config.max_streams_per_connection).unwrap_or(usize::MAX),
+            max_clients,
+            move || settings.build(),
+        )?;
         Ok(Self {
             kind: config.kind,
-            client,
+            clients,
             url,
             headers,
             max_retries: config.max_retries,
@@ -106,6 +156,12 @@ impl Transport {
             idle_timeout: config.idle_timeout,
             redactor: Redactor::new(&config.api_key),
         })
+    }
+
+    /// The requests in flight on each of the provider's clients, oldest client first.
+    #[cfg(test)]
+    pub(crate) fn client_loads(&self) -> Vec<usize> {
+        self.clients.loads()
     }
 
     pub(crate) fn redactor(&self) -> &Redactor {
@@ -116,20 +172,22 @@ impl Transport {
         self.idle_timeout
     }
 
-    /// Posts `body` (JSON) and returns the successful response whose body has not been read yet.
+    /// Posts `body` (JSON) and returns the successful response whose body has not been read yet,
+    /// with the lease that counts it in flight on its client: keep it as long as the body.
     ///
     /// Retries on 429, 5xx and failures before any response arrived, up to `max_retries` times,
     /// waiting as the provider asked (`retry-after`) or with exponential back-off and jitter.
     pub(crate) async fn post(
         &self,
         body: bytes::Bytes,
-    ) -> Result<reqwest::Response, ProviderError> {
+    ) -> Result<(reqwest::Response, ClientLease), ProviderError> {
         let attempts = self.max_retries.saturating_add(1);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let sent = self
-                .client
+            let lease = self.clients.acquire();
+            let sent = lease
+                .get()
                 .post(self.url.clone())
                 .headers(self.headers.clone())
                 .body(body.clone())
@@ -137,7 +195,7 @@ impl Transport {
                 .await;
             let (retry_after, failure) = match sent {
                 Ok(response) if response.status().is_success() => {
-                    return self.expect_event_stream(response).await;
+                    return Ok((self.expect_event_stream(response).await?, lease));
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -163,6 +221,8 @@ impl Transport {
                     (None, self.redactor.clean(&error::error_chain(&e)))
                 }
             };
+            // Not in flight while waiting to retry.
+            drop(lease);
             let delay = match retry_after {
                 Some(wait) => wait.min(MAX_RETRY_AFTER),
                 None => backoff(self.retry_base_delay, attempt),
@@ -188,7 +248,8 @@ impl Transport {
             reqwest::header::ACCEPT,
             HeaderValue::from_static("application/json"),
         );
-        match self.client.get(url).headers(headers).send().await {
+        let lease = self.clients.acquire();
+        match lease.get().get(url).headers(headers).send().await {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => {
                 let status = response.status().as_u16();

@@ -40,9 +40,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod anthropic;
+mod dns;
 mod error;
 mod http;
 mod openai;
+mod pool;
 #[cfg(test)]
 mod proptests;
 mod sse;
@@ -77,6 +79,12 @@ pub struct ProviderConfig {
     /// support it, so that all streams share one connection. HTTPS endpoints negotiate HTTP/2 by
     /// themselves (ALPN) and need no setting. Default false.
     pub http2_prior_knowledge: bool,
+    /// Requests in flight on one HTTP/2 connection before another connection is opened (the
+    /// provider's clients form a small pool; see the `pool` module). Keep it at or below the
+    /// server's `SETTINGS_MAX_CONCURRENT_STREAMS`, beyond which requests wait for a free stream.
+    /// Must be at least 1; unused over plain `http://` without `http2_prior_knowledge` (HTTP/1.1
+    /// opens a connection per request). Default 100.
+    pub max_streams_per_connection: u32,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -95,6 +103,10 @@ impl fmt::Debug for ProviderConfig {
             .field("max_retries", &self.max_retries)
             .field("retry_base_delay", &self.retry_base_delay)
             .field("http2_prior_knowledge", &self.http2_prior_knowledge)
+            .field(
+                "max_streams_per_connection",
+                &self.max_streams_per_connection,
+            )
             .finish()
     }
 }
@@ -111,8 +123,13 @@ impl ProviderConfig {
             max_retries: 2,
             retry_base_delay: Duration::from_millis(500),
             http2_prior_knowledge: false,
+            max_streams_per_connection: Self::DEFAULT_MAX_STREAMS_PER_CONNECTION,
         }
     }
+
+    /// The default of [`ProviderConfig::max_streams_per_connection`]: the concurrent-stream limit
+    /// HTTP/2 servers commonly announce (RFC 9113 recommends at least 100).
+    pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
 
     /// The public API root of a provider, in the form [`ProviderConfig::base_url`] expects.
     pub fn default_base_url(kind: ProviderKind) -> &'static str {
@@ -239,6 +256,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.max_retries, 2);
         assert_eq!(c.retry_base_delay, Duration::from_millis(500));
+        assert_eq!(c.max_streams_per_connection, 100);
         assert_eq!(
             ProviderConfig::new(ProviderKind::OpenAi, "k").base_url,
             "https://api.openai.com/v1"
@@ -271,6 +289,13 @@ mod tests {
         .unwrap();
         assert!(matches!(e, ProviderError::Config(_)));
         assert!(!e.to_string().contains("key-secret"), "{e}");
+        let mut zero = ProviderConfig::new(ProviderKind::OpenAi, "k");
+        zero.max_streams_per_connection = 0;
+        let e = build(zero).err().unwrap();
+        assert!(
+            matches!(&e, ProviderError::Config(m) if m.contains("max_streams_per_connection")),
+            "{e:?}"
+        );
     }
 
     #[test]

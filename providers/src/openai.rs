@@ -81,9 +81,10 @@ impl Provider for OpenAiProvider {
             provider: KIND,
             message: format!("could not encode the request: {e}"),
         })?;
-        let response = self.transport.post(body.into()).await?;
+        let (response, lease) = self.transport.post(body.into()).await?;
         Ok(sse::decode(
             response,
+            lease,
             OpenAiDecoder::new(self.transport.redactor().clone()),
             KIND,
             self.transport.idle_timeout(),

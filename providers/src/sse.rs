@@ -10,6 +10,7 @@ use futures::stream::BoxStream;
 use open_clanker_core::ProviderKind;
 
 use crate::error::{self, ProviderError, Redactor};
+use crate::http::ClientLease;
 use crate::{EventStream, StreamEvent};
 
 /// How long the rest of a finished response is read in the background, so that its connection can
@@ -35,6 +36,8 @@ type SseStream = BoxStream<'static, Result<Event, EventStreamError<reqwest::Erro
 
 struct State<D> {
     sse: Option<SseStream>,
+    /// Counts the request in flight on its client while the body is read; let go with `sse`.
+    lease: Option<ClientLease>,
     decoder: D,
     pending: VecDeque<StreamEvent>,
     /// The error to yield once `pending` is empty; ends the stream.
@@ -45,9 +48,11 @@ struct State<D> {
 }
 
 /// The events of a successful streamed response, decoded by `decoder`. Ends after `Done`, or with
-/// one `Err`.
+/// one `Err`. `lease` is held until the body is finished (or its rest drained) or the stream is
+/// dropped.
 pub(crate) fn decode<D: Decoder>(
     response: reqwest::Response,
+    lease: ClientLease,
     decoder: D,
     kind: ProviderKind,
     idle_timeout: Duration,
@@ -55,6 +60,7 @@ pub(crate) fn decode<D: Decoder>(
 ) -> EventStream {
     let state = State {
         sse: Some(response.bytes_stream().eventsource().boxed()),
+        lease: Some(lease),
         decoder,
         pending: VecDeque::new(),
         failure: None,
@@ -69,6 +75,7 @@ pub(crate) fn decode<D: Decoder>(
             }
             if let Some(failure) = state.failure.take() {
                 state.sse = None;
+                state.lease = None;
                 return Some((Err(failure), state));
             }
             let sse = state.sse.as_mut()?;
@@ -77,7 +84,7 @@ pub(crate) fn decode<D: Decoder>(
                     Ok(false) => {}
                     Ok(true) => {
                         if let Some(rest) = state.sse.take() {
-                            drain_in_background(rest);
+                            drain_in_background(rest, state.lease.take());
                         }
                     }
                     Err(e) => state.failure = Some(e),
@@ -92,6 +99,7 @@ pub(crate) fn decode<D: Decoder>(
                 }
                 None => {
                     state.sse = None;
+                    state.lease = None;
                     if let Err(e) = state.decoder.end(&mut state.pending) {
                         state.failure = Some(e);
                     }
@@ -103,10 +111,12 @@ pub(crate) fn decode<D: Decoder>(
 }
 
 /// Reads what is left of a finished response (normally just the end of the body) so that the
-/// connection is reused, without holding up the caller.
-fn drain_in_background(mut rest: SseStream) {
+/// connection is reused, without holding up the caller. The request stays in flight on its client
+/// (`lease`) until then.
+fn drain_in_background(mut rest: SseStream, lease: Option<ClientLease>) {
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn(async move {
+            let _lease = lease;
             let _ =
                 tokio::time::timeout(
                     DRAIN_LIMIT,

@@ -240,6 +240,9 @@ pub struct ProviderSection {
     /// HTTP/2 without negotiation (h2c) to a `base_url` known to speak it; HTTPS negotiates
     /// HTTP/2 by itself.
     pub http2_prior_knowledge: bool,
+    /// Answers streamed at once over one HTTP/2 connection to the provider before another
+    /// connection is opened (keep it at or below the server's concurrent-stream limit).
+    pub max_streams_per_connection: u32,
 }
 
 impl ProviderSection {
@@ -253,6 +256,8 @@ impl ProviderSection {
             idle_timeout_secs: 120,
             max_retries: 2,
             http2_prior_knowledge: false,
+            max_streams_per_connection:
+                open_clanker_providers::ProviderConfig::DEFAULT_MAX_STREAMS_PER_CONNECTION,
         }
     }
 
@@ -279,6 +284,10 @@ impl fmt::Debug for ProviderSection {
             .field("idle_timeout_secs", &self.idle_timeout_secs)
             .field("max_retries", &self.max_retries)
             .field("http2_prior_knowledge", &self.http2_prior_knowledge)
+            .field(
+                "max_streams_per_connection",
+                &self.max_streams_per_connection,
+            )
             .finish()
     }
 }
@@ -299,6 +308,8 @@ struct EnvOverrides {
     openai_model: Option<String>,
     anthropic_http2_prior_knowledge: Option<bool>,
     openai_http2_prior_knowledge: Option<bool>,
+    anthropic_max_streams_per_connection: Option<u32>,
+    openai_max_streams_per_connection: Option<u32>,
     fallback: Option<String>,
 }
 
@@ -447,6 +458,8 @@ fn apply_overrides(c: &mut Config, o: EnvOverrides) {
         openai_model,
         anthropic_http2_prior_knowledge,
         openai_http2_prior_knowledge,
+        anthropic_max_streams_per_connection,
+        openai_max_streams_per_connection,
         fallback,
     } = o;
     if let Some(list) = fallback {
@@ -478,6 +491,14 @@ fn apply_overrides(c: &mut Config, o: EnvOverrides) {
     set(
         &mut c.providers.openai.http2_prior_knowledge,
         openai_http2_prior_knowledge,
+    );
+    set(
+        &mut c.providers.anthropic.max_streams_per_connection,
+        anthropic_max_streams_per_connection,
+    );
+    set(
+        &mut c.providers.openai.max_streams_per_connection,
+        openai_max_streams_per_connection,
     );
 }
 
@@ -592,6 +613,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 "must be at most 10".into(),
             );
         }
+        if s.max_streams_per_connection == 0 {
+            bad(
+                &format!("{prefix}.max_streams_per_connection"),
+                "must be at least 1 (answers per HTTP/2 connection to the provider)".into(),
+            );
+        }
     }
     problems.extend(crate::security::validate(c));
     problems.extend(crate::pricing::validate(&c.pricing));
@@ -640,8 +667,9 @@ pub const TEMPLATE: &str = r#"# Open Clanker configuration.
 # file: OPEN_CLANKER_LISTEN, OPEN_CLANKER_DATA_DIR, OPEN_CLANKER_DATABASE_URL, OPEN_CLANKER_LOG_FORMAT,
 # OPEN_CLANKER_LOG_LEVEL, OPEN_CLANKER_DEFAULT_PROVIDER, OPEN_CLANKER_SYSTEM_PROMPT,
 # OPEN_CLANKER_MAX_MESSAGE_CHARS, OPEN_CLANKER_ANTHROPIC_MODEL, OPEN_CLANKER_OPENAI_MODEL,
-# OPEN_CLANKER_ANTHROPIC_HTTP2_PRIOR_KNOWLEDGE, OPEN_CLANKER_OPENAI_HTTP2_PRIOR_KNOWLEDGE, and the
-# provider SDKs' own ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, OPENAI_API_KEY, OPENAI_BASE_URL.
+# OPEN_CLANKER_ANTHROPIC_HTTP2_PRIOR_KNOWLEDGE, OPEN_CLANKER_OPENAI_HTTP2_PRIOR_KNOWLEDGE,
+# OPEN_CLANKER_ANTHROPIC_MAX_STREAMS_PER_CONNECTION, OPEN_CLANKER_OPENAI_MAX_STREAMS_PER_CONNECTION,
+# and the provider SDKs' own ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, OPENAI_API_KEY, OPENAI_BASE_URL.
 # Keep API keys in the environment rather than in this file.
 
 [gateway]
@@ -688,6 +716,9 @@ connect_timeout_secs = 10
 idle_timeout_secs = 120
 max_retries = 2
 # http2_prior_knowledge = false   # true: HTTP/2 without TLS (h2c) to a base_url that speaks it
+# Over HTTP/2, answers streamed at once on one connection before another is opened; keep it at or
+# below the provider's concurrent-stream limit (past it, answers wait for a free stream).
+max_streams_per_connection = 100
 
 [providers.openai]
 # api_key = "..."              # better: OPENAI_API_KEY
@@ -699,6 +730,9 @@ connect_timeout_secs = 10
 idle_timeout_secs = 120
 max_retries = 2
 # http2_prior_knowledge = false   # true: HTTP/2 without TLS (h2c) to a base_url that speaks it
+# Over HTTP/2, answers streamed at once on one connection before another is opened; keep it at or
+# below the provider's concurrent-stream limit (past it, answers wait for a free stream).
+max_streams_per_connection = 100
 
 [channels.telegram]
 # Talk to the assistant on Telegram: create a bot with @BotFather and set its token, better in
@@ -864,6 +898,64 @@ max_tokens = 0
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
+    }
+
+    #[test]
+    fn max_streams_per_connection_from_file_and_environment() {
+        let c = from_sources(None, &[]).unwrap();
+        assert_eq!(c.providers.anthropic.max_streams_per_connection, 100);
+        assert_eq!(c.providers.openai.max_streams_per_connection, 100);
+        let c = from_sources(
+            Some("[providers.anthropic]\nmax_streams_per_connection = 50\n"),
+            &env(&[("OPEN_CLANKER_OPENAI_MAX_STREAMS_PER_CONNECTION", "8")]),
+        )
+        .unwrap();
+        assert_eq!(c.providers.anthropic.max_streams_per_connection, 50);
+        assert_eq!(c.providers.openai.max_streams_per_connection, 8);
+        let c = from_sources(
+            Some("[providers.anthropic]\nmax_streams_per_connection = 50\n"),
+            &env(&[("OPEN_CLANKER_ANTHROPIC_MAX_STREAMS_PER_CONNECTION", "250")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers.anthropic.max_streams_per_connection, 250,
+            "the environment wins"
+        );
+    }
+
+    #[test]
+    fn max_streams_per_connection_must_be_positive() {
+        let key = "providers.openai.max_streams_per_connection";
+        for text in [
+            "[providers.openai]\nmax_streams_per_connection = 0\n",
+            "[providers.openai]\nmax_streams_per_connection = -1\n",
+        ] {
+            let problems = from_sources(Some(text), &[]).unwrap_err();
+            assert_eq!(problems.len(), 1, "{text}: {problems:?}");
+            assert_eq!(problems[0].key, key, "{text}: {problems:?}");
+        }
+        let problems = from_sources(
+            None,
+            &env(&[("OPEN_CLANKER_ANTHROPIC_MAX_STREAMS_PER_CONNECTION", "0")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems[0].key, "providers.anthropic.max_streams_per_connection",
+            "{problems:?}"
+        );
+        assert!(problems[0].message.contains("at least 1"), "{problems:?}");
+        let problems = from_sources(
+            None,
+            &env(&[("OPEN_CLANKER_ANTHROPIC_MAX_STREAMS_PER_CONNECTION", "-5")]),
+        )
+        .unwrap_err();
+        assert!(
+            problems[0]
+                .message
+                .to_ascii_lowercase()
+                .contains("max_streams_per_connection"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -90,6 +90,7 @@ async fn providers(c: &Config) -> Vec<Check> {
         pc.connect_timeout = PROBE_TIMEOUT;
         pc.idle_timeout = PROBE_TIMEOUT;
         pc.http2_prior_knowledge = section.http2_prior_knowledge;
+        pc.max_streams_per_connection = section.max_streams_per_connection;
         let probe =
             tokio::time::timeout(PROBE_TIMEOUT * 2, open_clanker_providers::check_key(pc)).await;
         out.push(match probe {

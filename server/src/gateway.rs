@@ -85,6 +85,7 @@ pub fn build_providers(
         pc.idle_timeout = Duration::from_secs(section.idle_timeout_secs);
         pc.max_retries = section.max_retries;
         pc.http2_prior_knowledge = section.http2_prior_knowledge;
+        pc.max_streams_per_connection = section.max_streams_per_connection;
         let client = open_clanker_providers::build(pc).map_err(|e| GatewayError::Provider {
             provider: kind,
             message: e.to_string(),

@@ -26,6 +26,7 @@ async fn provider() -> StandIn {
     spawn(StandInConfig {
         api_key: KEY.to_string(),
         default_delay: Duration::ZERO,
+        ..Default::default()
     })
     .await
     .expect("provider stand-in")

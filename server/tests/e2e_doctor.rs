@@ -20,6 +20,7 @@ async fn doctor_passes_a_healthy_setup_and_explains_a_broken_one() {
     let provider = spawn(StandInConfig {
         api_key: KEY.to_string(),
         default_delay: Duration::ZERO,
+        ..Default::default()
     })
     .await
     .unwrap();

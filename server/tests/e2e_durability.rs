@@ -17,6 +17,7 @@ async fn kill_9_mid_stream_loses_no_acknowledged_message() {
     let provider = spawn(StandInConfig {
         api_key: KEY.to_string(),
         default_delay: Duration::ZERO,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -27,6 +27,7 @@ async fn standin() -> open_clanker_testkit::StandIn {
     spawn(StandInConfig {
         api_key: KEY.to_string(),
         default_delay: Duration::ZERO,
+        ..Default::default()
     })
     .await
     .expect("stand-in")

@@ -29,6 +29,7 @@ async fn setup_with(extra: &[(&str, &str)], config: Option<&str>) -> Setup {
     let provider = spawn(StandInConfig {
         api_key: KEY.to_string(),
         default_delay: Duration::ZERO,
+        ..Default::default()
     })
     .await
     .expect("provider stand-in");
@@ -392,6 +393,7 @@ async fn a_rejected_token_leaves_the_gateway_serving() {
     let provider = spawn(StandInConfig {
         api_key: KEY.to_string(),
         default_delay: Duration::ZERO,
+        ..Default::default()
     })
     .await
     .unwrap();

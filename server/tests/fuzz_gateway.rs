@@ -104,6 +104,7 @@ async fn malformed_input_at_volume_never_breaks_the_gateway() {
     let provider = spawn(StandInConfig {
         api_key: KEY.to_string(),
         default_delay: Duration::ZERO,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -42,7 +42,15 @@
 //!
 //! Every request to the two APIs is recorded ([`StandIn::requests`], `GET /_standin/requests`,
 //! cleared with `DELETE /_standin/requests`; the newest [`MAX_RECORDED`] are kept, all are
-//! counted); `GET /_standin/stats` tells the number of requests and of streams still open.
+//! counted); `GET /_standin/stats` tells the number of requests, of streams still open and of
+//! connections accepted.
+//!
+//! # HTTP versions
+//!
+//! It speaks HTTP/1.1 and HTTP/2 without TLS (h2c, with prior knowledge) on the same port. Over
+//! HTTP/2 a connection carries at most [`StandInConfig::http2_max_concurrent_streams`] streams at
+//! once (hyper's default, 200, when unset): a client that opens more has to wait or open another
+//! connection, as with a real provider.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -88,6 +96,10 @@ pub struct StandInConfig {
     pub api_key: String,
     /// Wait before each delta when the text has no `#delay`. Default zero.
     pub default_delay: Duration,
+    /// The most streams a client may have open at once on one HTTP/2 connection (the
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` the stand-in announces). `None`: hyper's default, 200.
+    /// HTTP/1.1 is not affected.
+    pub http2_max_concurrent_streams: Option<u32>,
 }
 
 impl Default for StandInConfig {
@@ -95,6 +107,7 @@ impl Default for StandInConfig {
         Self {
             api_key: "test-key".to_string(),
             default_delay: Duration::ZERO,
+            http2_max_concurrent_streams: None,
         }
     }
 }
@@ -129,6 +142,9 @@ pub struct Stats {
     pub requests: usize,
     /// Streamed answers still being sent.
     pub active_streams: usize,
+    /// TCP connections accepted since the start (not reset by a clear).
+    #[serde(default)]
+    pub connections: usize,
 }
 
 struct Shared {
@@ -136,6 +152,7 @@ struct Shared {
     requests: Mutex<Recorded>,
     failures: Mutex<HashMap<String, u32>>,
     active_streams: Arc<AtomicUsize>,
+    connections: AtomicUsize,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
 }
@@ -207,6 +224,7 @@ pub async fn spawn_on(
         requests: Mutex::new(Recorded::default()),
         failures: Mutex::new(HashMap::new()),
         active_streams: Arc::new(AtomicUsize::new(0)),
+        connections: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
         shutdown: shutdown.clone(),
     });
@@ -220,24 +238,7 @@ pub async fn spawn_on(
         )
         .route("/_standin/stats", get(stats))
         .with_state(shared.clone());
-    let mut signal = shutdown;
-    let task = tokio::spawn(async move {
-        let graceful = async move {
-            let _ = signal.wait_for(|stop| *stop).await;
-        };
-        // One small write per SSE event: without TCP_NODELAY, Nagle's algorithm holds each write
-        // after the first until the client's delayed ACK (~40 ms), which would swamp what a
-        // client or a benchmark measures.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await
-        {
-            eprintln!("stand-in server error: {e}");
-        }
-    });
+    let task = tokio::spawn(serve(listener, app, shared.clone(), shutdown));
     Ok(StandIn {
         addr,
         shared,
@@ -276,6 +277,11 @@ impl StandIn {
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         lock(&self.shared.requests).clear();
+    }
+
+    /// How many TCP connections the stand-in accepted since it started (HTTP/1.1 or HTTP/2).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// How many streamed answers are still being sent (a stream ends when it is complete, when the
@@ -331,8 +337,83 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(Stats {
         requests: lock(&shared.requests).total,
         active_streams: shared.active_streams.load(Ordering::SeqCst),
+        connections: shared.connections.load(Ordering::SeqCst),
     })
     .into_response()
+}
+
+/// Accepts connections and serves `app` on each (HTTP/1.1 or h2c, as the client speaks) until
+/// `shutdown` turns true; then stops accepting, lets every connection finish gracefully (open
+/// streams are ended by their producers, which watch the same signal) and returns once all are
+/// closed. What `axum::serve(...).with_graceful_shutdown(...)` does, plus the HTTP/2 stream limit
+/// and the connection count.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Connection tasks hold a receiver each; all gone = every connection closed.
+    let (closed_tx, closed_rx) = watch::channel(());
+    loop {
+        let stopped = async {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopped => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                ) {
+                    // E.g. out of file descriptors: wait for some to be freed.
+                    eprintln!("stand-in accept error: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                continue;
+            }
+        };
+        // One small write per SSE event: without TCP_NODELAY, Nagle's algorithm holds each write
+        // after the first until the client's delayed ACK (~40 ms), which would swamp what a
+        // client or a benchmark measures.
+        let _ = tcp.set_nodelay(true);
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let max_streams = shared.config.http2_max_concurrent_streams;
+        let mut stop = shutdown.clone();
+        let closed = closed_rx.clone();
+        tokio::spawn(async move {
+            let _closed = closed;
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            // As axum::serve: the CONNECT protocol (websockets over HTTP/2).
+            builder.http2().enable_connect_protocol();
+            if let Some(max) = max_streams {
+                builder.http2().max_concurrent_streams(max);
+            }
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            let mut conn = std::pin::pin!(conn);
+            let stopped = async {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                () = stopped => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    drop(closed_rx);
+    closed_tx.closed().await;
 }
 
 /// What to do with a well-formed request.

@@ -307,6 +307,7 @@ pub async fn standin() -> open_clanker_testkit::StandIn {
     open_clanker_testkit::spawn(open_clanker_testkit::StandInConfig {
         api_key: KEY.to_string(),
         default_delay: Duration::ZERO,
+        ..Default::default()
     })
     .await
     .expect("stand-in")

@@ -24,6 +24,10 @@ struct Args {
     /// Wait before each delta, in milliseconds, when a message has no `#delay`.
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// The most streams a client may have open at once on one HTTP/2 (h2c) connection
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS) [default: hyper's, 200].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    http2_max_concurrent_streams: Option<u32>,
 }
 
 #[tokio::main]
@@ -33,6 +37,7 @@ async fn main() -> std::io::Result<()> {
     let config = StandInConfig {
         api_key: args.api_key,
         default_delay: Duration::from_millis(args.delay_ms),
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
     };
     let standin = open_clanker_testkit::spawn_on(listener, config).await?;
     {
