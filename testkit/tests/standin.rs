@@ -36,6 +36,18 @@ fn openai(s: &StandIn, body: Value) -> reqwest::RequestBuilder {
         .json(&body)
 }
 
+/// The stand-in's `GET /_standin/stats`, over HTTP (it is a request and a connection itself).
+async fn stats_over_http(s: &StandIn) -> Stats {
+    client()
+        .get(format!("{}/_standin/stats", s.anthropic_base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn anthropic_body(text: &str, stream: bool) -> Value {
     json!({"model": "claude-test", "max_tokens": 100, "stream": stream,
            "messages": [{"role": "user", "content": text}]})
@@ -532,14 +544,7 @@ async fn requests_are_recorded_and_served_over_http() {
         .await
         .unwrap();
     assert_eq!(over_http, recorded);
-    let stats: Stats = client()
-        .get(format!("{}/_standin/stats", s.anthropic_base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Stats = stats_over_http(&s).await;
     assert_eq!(
         stats,
         Stats {
@@ -737,14 +742,7 @@ async fn http2_streams_per_connection_are_limited_and_connections_counted() {
         held.push(chunks);
     }
     assert_eq!(s.connections(), 4);
-    let stats: Stats = client()
-        .get(format!("{}/_standin/stats", s.anthropic_base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Stats = stats_over_http(&s).await;
     assert_eq!(stats.connections, 5, "the stats request's own connection");
 }
 
