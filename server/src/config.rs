@@ -987,6 +987,18 @@ max_tokens = 0
         let problems =
             from_sources(None, &env(&[("OPEN_CLANKER_SHUTDOWN_GRACE_SECS", "soon")])).unwrap_err();
         assert!(problems[0].key.contains("OPEN_CLANKER"), "{problems:?}");
+
+        // A switch that is neither true nor false names its variable.
+        let problems = from_sources(
+            None,
+            &env(&[("OPEN_CLANKER_ANTHROPIC_HTTP2_PRIOR_KNOWLEDGE", "maybe")]),
+        )
+        .unwrap_err();
+        let said = format!("{} {}", problems[0].key, problems[0].message).to_ascii_uppercase();
+        assert!(
+            said.contains("ANTHROPIC_HTTP2_PRIOR_KNOWLEDGE"),
+            "{problems:?}"
+        );
     }
 
     #[test]
