@@ -240,7 +240,10 @@ impl Pipeline {
         let key = session_key(&self.channel, &msg.chat_id, &msg.sender_id, msg.is_group);
         match parsed {
             Parsed::Command(command) => self.command(command, &key, sink).await,
-            _ => self.turn(&key, text, sink).await,
+            _ => {
+                let caller = format!("{}:{}", self.channel, msg.sender_id);
+                self.turn(&key, &caller, text, sink).await
+            }
         }
     }
 
@@ -356,7 +359,7 @@ impl Pipeline {
         }
     }
 
-    async fn turn<S: ReplySink>(&self, key: &str, text: &str, sink: &S) -> Outcome {
+    async fn turn<S: ReplySink>(&self, key: &str, caller: &str, text: &str, sink: &S) -> Outcome {
         let started = self
             .ctx
             .backend
@@ -365,6 +368,7 @@ impl Pipeline {
                 text: text.to_owned(),
                 provider: None,
                 model: None,
+                caller: Some(caller.to_owned()),
             })
             .await;
         let events = match started {

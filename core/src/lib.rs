@@ -212,6 +212,10 @@ pub struct TurnRequest {
     pub provider: Option<String>,
     /// Model name; the provider's configured default when `None`.
     pub model: Option<String>,
+    /// Who asks, as a stable key (`token:<name>`, `peer:<address>`, `<channel>:<sender id>`):
+    /// each caller gets a fair share of the concurrent-turn budget. `None` for the owner's own
+    /// unauthenticated loopback calls, which share the whole budget.
+    pub caller: Option<String>,
 }
 
 /// What a running turn reports, in order: one `Started`, any number of `Delta`s, at most one `Usage`,

@@ -101,6 +101,8 @@ pub struct Engine {
     /// One permit per running turn (`limits.max_concurrent_turns`).
     turns: Arc<Semaphore>,
     max_turns: usize,
+    /// Each caller's share of `turns` (`limits.max_concurrent_turns_per_caller`).
+    shares: Arc<crate::shares::CallerShares>,
     prices: Arc<PriceTable>,
     /// `chat.fallback`, parsed.
     fallback: Vec<(ProviderKind, Option<String>)>,
@@ -135,6 +137,7 @@ impl Engine {
             tasks: TaskTracker::new(),
             turns: Arc::new(Semaphore::new(config.limits.max_concurrent_turns)),
             max_turns: config.limits.max_concurrent_turns,
+            shares: crate::shares::CallerShares::new(config.limits.turns_per_caller()),
             prices: Arc::new(PriceTable::new(&config.pricing)),
             fallback: config
                 .chat
@@ -388,6 +391,17 @@ impl ChatBackend for Engine {
                 wait.as_secs().max(1)
             )));
         }
+        // The caller's share first: a caller at its share takes nothing from the others.
+        let share = match &request.caller {
+            Some(caller) => Some(self.shares.try_acquire(caller).ok_or_else(|| {
+                crate::metrics::rejected("caller_share");
+                TurnError::ResourceExhausted(format!(
+                    "this caller is running {} turns at once, its share of the gateway (limits.max_concurrent_turns_per_caller); retry when one ends",
+                    self.shares.per_caller()
+                ))
+            })?),
+            None => None,
+        };
         let permit = self.turns.clone().try_acquire_owned().map_err(|_| {
             crate::metrics::rejected("concurrent_turns");
             TurnError::ResourceExhausted(format!(
@@ -465,7 +479,7 @@ impl ChatBackend for Engine {
             shutdown: self.shutdown.clone(),
             prices: self.prices.clone(),
             day_spend: self.day_spend.clone(),
-            _permit: permit,
+            _permit: (permit, share),
         };
         // The turn sends the first provider's request at once, while the user's message is
         // stored here: the provider's time to first token overlaps the store's write. Nothing
@@ -600,8 +614,8 @@ struct Turn {
     shutdown: CancellationToken,
     prices: Arc<PriceTable>,
     day_spend: Arc<DaySpend>,
-    /// Held until the turn ends.
-    _permit: OwnedSemaphorePermit,
+    /// Held until the turn ends: the gateway's slot and the caller's.
+    _permit: (OwnedSemaphorePermit, Option<crate::shares::SharePermit>),
     /// Counts the turn as an active stream until it ends (Prometheus).
     metrics: crate::metrics::TurnMetrics,
 }
@@ -902,6 +916,7 @@ mod tests {
             text: "hi".into(),
             provider: None,
             model: None,
+            caller: None,
         };
         // No provider is configured: the first two get that error, the third the rate limit.
         for _ in 0..2 {
@@ -1009,6 +1024,7 @@ mod tests {
             text: text.into(),
             provider: None,
             model: None,
+            caller: None,
         }
     }
 

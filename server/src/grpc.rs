@@ -123,6 +123,10 @@ impl pb::chat_service_server::ChatService for ChatApi {
         &self,
         request: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::ChatStream>, Status> {
+        let caller = request
+            .extensions()
+            .get::<crate::security::Caller>()
+            .and_then(|c| c.key.clone());
         let req = request.into_inner();
         let session = match req.session {
             Some(pb::chat_request::Session::SessionId(id)) => SessionRef::Id(id),
@@ -136,6 +140,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
                 text: req.text,
                 provider: non_empty(req.provider),
                 model: non_empty(req.model),
+                caller,
             })
             .await
             .map_err(status)?;

@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod openai_api;
 pub mod pricing;
 pub mod security;
+pub mod shares;
 pub mod telemetry;
 pub mod web;

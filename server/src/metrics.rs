@@ -768,6 +768,7 @@ mod tests {
             text: text.into(),
             provider: None,
             model: None,
+            caller: None,
         };
         for text in ["one", "two"] {
             let events: Vec<TurnEvent> = ctx

@@ -251,6 +251,7 @@ fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
 
 async fn completions(
     State(api): State<Api>,
+    caller: Option<axum::Extension<crate::security::Caller>>,
     headers: HeaderMap,
     body: Result<Json<CompletionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -296,6 +297,7 @@ async fn completions(
             text: last.content,
             provider,
             model: model_name,
+            caller: caller.and_then(|axum::Extension(c)| c.key),
         })
         .await?;
     let id = format!("chatcmpl-{}", uuid_like());

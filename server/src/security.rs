@@ -7,6 +7,7 @@
 //! OpenAI-compatible endpoint and, when `auth.protect_metrics` is set, `/metrics` — needs
 //! `authorization: Bearer <token>` once tokens are configured.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -43,6 +44,10 @@ pub struct AuthConfig {
     pub cors_allowed_origins: Vec<String>,
     /// Require a token for `GET /metrics` too.
     pub protect_metrics: bool,
+    /// Host names (besides `localhost` and IP addresses) that requests may name in `Host` when
+    /// no tokens are set, e.g. "gateway.lan". Other names are refused (421): a web page must not
+    /// reach a token-less gateway by pointing its own name at this address (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -52,6 +57,7 @@ impl fmt::Debug for AuthConfig {
             .field("allow_unauthenticated", &self.allow_unauthenticated)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("protect_metrics", &self.protect_metrics)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -94,6 +100,10 @@ pub struct LimitsConfig {
     pub max_request_bytes: usize,
     /// Turns running at once across every entry point; more are refused with RESOURCE_EXHAUSTED.
     pub max_concurrent_turns: usize,
+    /// Turns one caller (API token, remote address, chat sender) may run at once, so that one
+    /// cannot take the whole budget; 0 = a quarter of `max_concurrent_turns`. The owner's
+    /// loopback calls without tokens are not limited by it.
+    pub max_concurrent_turns_per_caller: usize,
     /// HTTP/2 streams one connection may have open at once.
     pub max_streams_per_connection: u32,
     /// Turns a caller (API token, or the peer address of an unauthenticated remote caller) may
@@ -111,10 +121,21 @@ impl Default for LimitsConfig {
         Self {
             max_request_bytes: 1024 * 1024,
             max_concurrent_turns: 16_384,
+            max_concurrent_turns_per_caller: 0,
             max_streams_per_connection: 1024,
             turns_per_minute: 60,
             max_usd_per_session: 0.0,
             max_usd_per_day: 0.0,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The effective per-caller share of the concurrent-turn budget.
+    pub fn turns_per_caller(&self) -> usize {
+        match self.max_concurrent_turns_per_caller {
+            0 => crate::shares::default_per_caller(self.max_concurrent_turns),
+            n => n,
         }
     }
 }
@@ -125,10 +146,12 @@ struct SecurityEnv {
     api_tokens: Option<String>,
     allow_unauthenticated: Option<bool>,
     cors_origins: Option<String>,
+    allowed_hosts: Option<String>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     turns_per_minute: Option<u32>,
     max_concurrent_turns: Option<usize>,
+    max_concurrent_turns_per_caller: Option<usize>,
     max_request_bytes: Option<usize>,
     max_usd_per_session: Option<f64>,
     max_usd_per_day: Option<f64>,
@@ -177,6 +200,13 @@ pub fn apply_env(c: &mut Config, env: &[(String, String)]) -> Vec<Problem> {
             .filter(|s| !s.is_empty())
             .collect();
     }
+    if let Some(list) = e.allowed_hosts {
+        c.auth.allowed_hosts = list
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
     if e.tls_cert_file.is_some() {
         c.tls.cert_file = e.tls_cert_file;
     }
@@ -188,6 +218,9 @@ pub fn apply_env(c: &mut Config, env: &[(String, String)]) -> Vec<Problem> {
     }
     if let Some(v) = e.max_concurrent_turns {
         c.limits.max_concurrent_turns = v;
+    }
+    if let Some(v) = e.max_concurrent_turns_per_caller {
+        c.limits.max_concurrent_turns_per_caller = v;
     }
     if let Some(v) = e.max_request_bytes {
         c.limits.max_request_bytes = v;
@@ -245,6 +278,19 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             );
         }
     }
+    for (i, host) in c.auth.allowed_hosts.iter().enumerate() {
+        if host.is_empty()
+            || host.contains(['/', ':', '@', ' '])
+            || host.chars().any(|ch| ch.is_control())
+        {
+            bad(
+                &format!("auth.allowed_hosts[{i}]"),
+                format!(
+                    "{host:?} is not a host name like \"gateway.lan\" (no scheme, port or path)"
+                ),
+            );
+        }
+    }
     if c.tls.cert_file.is_some() != c.tls.key_file.is_some() {
         bad(
             "tls",
@@ -292,6 +338,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
 pub struct Caller {
     /// The token's name, when one was presented.
     pub token: Option<String>,
+    /// The key its rate limit and its share of the turn budget are counted under:
+    /// `token:<name>`, or `peer:<address>` for an unauthenticated remote caller; `None` for the
+    /// owner's loopback calls when no tokens are set.
+    pub key: Option<String>,
 }
 
 /// What the middleware needs.
@@ -302,6 +352,12 @@ pub struct Guard {
     limit_loopback: bool,
     per_minute: u32,
     max_bytes: usize,
+    /// Every gRPC method the port serves: `/package.Service/Method`.
+    methods: HashSet<String>,
+    /// `auth.allowed_hosts`, lower case.
+    allowed_hosts: Vec<String>,
+    /// `auth.cors_allowed_origins`.
+    cors_origins: Vec<String>,
 }
 
 impl Guard {
@@ -320,6 +376,14 @@ impl Guard {
             limit_loopback: !c.auth.tokens.is_empty(),
             per_minute: c.limits.turns_per_minute,
             max_bytes: c.limits.max_request_bytes,
+            methods: served_grpc_methods(),
+            allowed_hosts: c
+                .auth
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            cors_origins: c.auth.cors_allowed_origins.clone(),
         }
     }
 
@@ -337,18 +401,152 @@ impl Guard {
         }
         found
     }
+
+    /// Whether a host name a request was sent to is served without tokens: `localhost`, an IP
+    /// address (a page can only reach an address by its own origin, so no rebinding), or one
+    /// of `auth.allowed_hosts`.
+    fn host_allowed(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        let ip = match host.strip_prefix('[') {
+            Some(v6) => v6
+                .strip_suffix(']')
+                .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok()),
+            None => host.parse::<IpAddr>().is_ok(),
+        };
+        host.eq_ignore_ascii_case("localhost")
+            || ip
+            || self
+                .allowed_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    /// Without tokens, a request is served only when it names an allowed host (`Host`, or
+    /// `:authority` over HTTP/2) and, when a browser sends an `Origin`, that origin is the
+    /// gateway's own or a configured CORS origin. `Err` says why not.
+    fn check_origin(&self, req: &Request) -> Result<(), String> {
+        let mut hosts: Vec<&str> = Vec::with_capacity(2);
+        if let Some(authority) = req.uri().authority() {
+            hosts.push(authority.as_str());
+        }
+        if let Some(value) = req.headers().get(header::HOST) {
+            hosts.push(value.to_str().map_err(|_| "the Host header is not text")?);
+        }
+        for authority in &hosts {
+            let host = host_of(authority);
+            if !self.host_allowed(host) {
+                return Err(format!(
+                    "this gateway has no API tokens, so it answers only requests addressed to localhost, an IP address or auth.allowed_hosts; {:?} is none of them (add it to auth.allowed_hosts / OPEN_CLANKER_ALLOWED_HOSTS, or set API tokens)",
+                    truncate(host, 100)
+                ));
+            }
+        }
+        let Some(origin) = req.headers().get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let origin = origin.to_str().unwrap_or("null");
+        if self.cors_origins.iter().any(|o| o == "*" || o == origin) {
+            return Ok(());
+        }
+        // Same origin: the page was loaded from the very authority this request is sent to.
+        let own = origin
+            .split_once("://")
+            .filter(|(scheme, _)| *scheme == "http" || *scheme == "https");
+        let same = own.is_some_and(|(scheme, authority)| {
+            hosts
+                .first()
+                .is_some_and(|h| same_authority(scheme, authority, h))
+        });
+        if same {
+            Ok(())
+        } else {
+            Err(format!(
+                "requests from the web page at {:?} are not allowed (auth.cors_allowed_origins / OPEN_CLANKER_CORS_ORIGINS)",
+                truncate(origin, 100)
+            ))
+        }
+    }
+}
+
+/// The host of an authority (`name:port`, `[v6]:port`), without the port.
+fn host_of(authority: &str) -> &str {
+    let without_userinfo = authority.rsplit('@').next().unwrap_or(authority);
+    if without_userinfo.starts_with('[') {
+        return without_userinfo
+            .split_once(']')
+            .map(|(h, _)| &without_userinfo[..h.len() + 1])
+            .unwrap_or(without_userinfo);
+    }
+    without_userinfo
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(without_userinfo)
+}
+
+/// Whether an origin's `host[:port]` (of `scheme`) names the same place as a request's authority.
+fn same_authority(scheme: &str, origin: &str, request: &str) -> bool {
+    let default = if scheme == "https" { "443" } else { "80" };
+    let split = |a: &str| -> (String, String) {
+        let host = host_of(a);
+        let port = a[host.len()..]
+            .strip_prefix(':')
+            .filter(|p| !p.is_empty())
+            .unwrap_or(default);
+        (
+            host.trim_end_matches('.').to_ascii_lowercase(),
+            port.to_string(),
+        )
+    };
+    split(origin) == split(request)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Every gRPC method this port serves (`/package.Service/Method`), read from the contracts it
+/// serves: Open Clanker's own, health and both reflection versions.
+pub fn served_grpc_methods() -> HashSet<String> {
+    use prost::Message as _;
+    let sets = [
+        open_clanker_proto::v1::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut methods = HashSet::new();
+    for bytes in sets {
+        // Compiled in: a set that does not decode is a build error caught by the tests.
+        let Ok(set) = prost_types::FileDescriptorSet::decode(bytes) else {
+            continue;
+        };
+        for file in set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    methods.insert(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    methods
 }
 
 fn is_open(method: &Method, path: &str, protect_metrics: bool) -> bool {
-    if method == Method::OPTIONS || path == "/health" || path.starts_with("/grpc.health.v1.Health/")
-    {
+    if path == "/health" || path.starts_with("/grpc.health.v1.Health/") {
         return true;
     }
     if path == "/metrics" {
         return !protect_metrics;
     }
     // The web page's static files; the API lives under /v1/ and /<package>.<Service>/<Method>.
-    method == Method::GET && !path.starts_with("/v1/") && !is_grpc_path(path)
+    (method == Method::GET || method == Method::HEAD)
+        && !path.starts_with("/v1/")
+        && !is_grpc_path(path)
 }
 
 fn is_grpc_path(path: &str) -> bool {
@@ -392,13 +590,17 @@ fn refuse(
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, content_type)
             .header("grpc-status", (grpc_code as i32).to_string())
-            .header("grpc-message", message)
+            .header("grpc-message", grpc_message(message))
             .body(Body::empty()),
         None => {
             let (kind, code) = match http {
                 StatusCode::UNAUTHORIZED => ("authentication_error", "invalid_api_key"),
                 StatusCode::PAYLOAD_TOO_LARGE => ("invalid_request_error", "request_too_large"),
                 StatusCode::BAD_REQUEST => ("invalid_request_error", "bad_body"),
+                StatusCode::NOT_FOUND => ("invalid_request_error", "unknown_method"),
+                StatusCode::MISDIRECTED_REQUEST | StatusCode::FORBIDDEN => {
+                    ("permission_error", "host_not_allowed")
+                }
                 _ => ("rate_limit_error", "rate_limit_exceeded"),
             };
             let body = serde_json::json!({"error": {
@@ -414,6 +616,42 @@ fn refuse(
         }
     };
     response.unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2): a refusal may quote the caller's input.
+fn grpc_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Any method but `POST` on a gRPC path: refused before routing (gRPC routes by path alone).
+fn method_not_allowed(method: &Method) -> Response {
+    let mut response = Response::new(Body::from(format!(
+        "method {method} is not allowed here: gRPC and gRPC-Web calls are POST\n"
+    )));
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    let headers = response.headers_mut();
+    headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A CORS preflight, when no origin is allowed (the CORS layer answers them when some are):
+/// answered here, without `Access-Control-Allow-*`, so the browser does not send the request.
+fn preflight_refused() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
 }
 
 /// Reads (a bounded part of) a refused request's body before answering: an HTTP/1.1 client that
@@ -433,14 +671,46 @@ async fn drained(req: Request, answer: Response) -> Response {
     answer
 }
 
-/// The middleware: authentication, then the per-caller turn rate limit.
+/// The middleware, in order: the host and origin check (without tokens), CORS preflights, the
+/// method check on gRPC paths, authentication, unknown gRPC methods, the per-caller turn rate
+/// limit, and the request size limit.
 pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
+    let grpc = is_grpc(&req);
+    if !guard.auth_enabled()
+        && let Err(message) = guard.check_origin(&req)
+    {
+        warn!(path, peer = ?peer(&req), "{message}");
+        crate::metrics::rejected("host_not_allowed");
+        let answer = refuse(
+            grpc,
+            StatusCode::MISDIRECTED_REQUEST,
+            tonic::Code::PermissionDenied,
+            &message,
+            None,
+        );
+        return drained(req, answer).await;
+    }
+    if req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return preflight_refused();
+    }
+    if is_grpc_path(&path) && req.method() != Method::POST {
+        debug!(path, method = %req.method(), "non-POST request on a gRPC path refused");
+        crate::metrics::rejected("method_not_allowed");
+        let method = req.method().clone();
+        return drained(req, method_not_allowed(&method)).await;
+    }
     if is_open(req.method(), &path, guard.protect_metrics) {
         return next.run(req).await;
     }
-    let grpc = is_grpc(&req);
-    let mut caller = Caller { token: None };
+    let mut caller = Caller {
+        token: None,
+        key: None,
+    };
     if guard.auth_enabled() {
         let presented = req
             .headers()
@@ -479,38 +749,46 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
             }
         }
     }
+    // Answered at once, before the body is read: a client streaming to a method that does not
+    // exist must not wait for its deadline.
+    if is_grpc_path(&path) && !guard.methods.contains(&path) {
+        debug!(path, "unknown gRPC method");
+        crate::metrics::rejected("unknown_method");
+        return refuse(
+            grpc,
+            StatusCode::NOT_FOUND,
+            tonic::Code::Unimplemented,
+            &format!("unknown method {}", truncate(&path, 200)),
+            None,
+        );
+    }
+    caller.key = match (&caller.token, peer(&req)) {
+        (Some(name), _) => Some(format!("token:{name}")),
+        (None, Some(ip)) if guard.limit_loopback || !ip.is_loopback() => Some(format!("peer:{ip}")),
+        _ => None,
+    };
     if starts_turn(&path)
         && let Some(limiter) = &guard.limiter
+        && let Some(key) = &caller.key
+        && let Err(not_until) = limiter.check_key(key)
     {
-        let ip = peer(&req);
-        let key = match (&caller.token, ip) {
-            (Some(name), _) => Some(format!("token:{name}")),
-            (None, Some(ip)) if guard.limit_loopback || !ip.is_loopback() => {
-                Some(format!("peer:{ip}"))
-            }
-            _ => None,
-        };
-        if let Some(key) = key
-            && let Err(not_until) = limiter.check_key(&key)
-        {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            let secs = wait.max(Duration::from_secs(1)).as_secs();
-            warn!(caller = %key, "turn rate limit reached");
-            crate::metrics::rejected("rate_limited");
-            let answer = refuse(
-                grpc,
-                StatusCode::TOO_MANY_REQUESTS,
-                tonic::Code::ResourceExhausted,
-                &format!(
-                    "rate limit of {} turns per minute reached; retry after {secs}s",
-                    guard.per_minute
-                ),
-                Some(secs),
-            );
-            return drained(req, answer).await;
-        }
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        let secs = wait.max(Duration::from_secs(1)).as_secs();
+        warn!(caller = %key, "turn rate limit reached");
+        crate::metrics::rejected("rate_limited");
+        let answer = refuse(
+            grpc,
+            StatusCode::TOO_MANY_REQUESTS,
+            tonic::Code::ResourceExhausted,
+            &format!(
+                "rate limit of {} turns per minute reached; retry after {secs}s",
+                guard.per_minute
+            ),
+            Some(secs),
+        );
+        return drained(req, answer).await;
     }
     req.extensions_mut().insert(caller);
     // Requests are read whole (every API call sends one message) so an oversized one is refused
@@ -655,6 +933,66 @@ mod tests {
     }
 
     #[test]
+    fn host_names_and_origins() {
+        assert_eq!(host_of("localhost:18789"), "localhost");
+        assert_eq!(host_of("[::1]:18789"), "[::1]");
+        assert_eq!(host_of("[::1]"), "[::1]");
+        assert_eq!(host_of("example.com"), "example.com");
+        assert_eq!(host_of("user@example.com:1"), "example.com");
+        let mut c = config("127.0.0.1:1");
+        c.auth.allowed_hosts = vec!["Gateway.LAN".into()];
+        let g = Guard::new(&c);
+        for ok in [
+            "localhost",
+            "LOCALHOST.",
+            "127.0.0.1",
+            "[::1]",
+            "10.1.2.3",
+            "gateway.lan",
+        ] {
+            assert!(g.host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "rebind.attacker.example",
+            "127.0.0.1.nip.io",
+            "localhost.attacker.example",
+            "[::1",
+            "",
+        ] {
+            assert!(!g.host_allowed(bad), "{bad}");
+        }
+        assert!(same_authority("http", "127.0.0.1:18789", "127.0.0.1:18789"));
+        assert!(same_authority("http", "Example.com", "example.com:80"));
+        assert!(same_authority("https", "example.com", "example.com:443"));
+        assert!(!same_authority("https", "example.com", "example.com:80"));
+        assert!(!same_authority(
+            "http",
+            "evil.example:18789",
+            "127.0.0.1:18789"
+        ));
+    }
+
+    #[test]
+    fn the_served_methods_come_from_the_contracts() {
+        let methods = served_grpc_methods();
+        for m in [
+            "/openclanker.v1.ChatService/Chat",
+            "/openclanker.v1.AccessService/ApprovePairing",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert!(methods.contains(m), "{m}: {methods:?}");
+        }
+        assert!(!methods.contains("/openclanker.v1.ChatService/NoSuchMethod"));
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(grpc_message("a b%c\né"), "a b%25c%0A%C3%A9");
+    }
+
+    #[test]
     fn open_paths() {
         let get = Method::GET;
         let post = Method::POST;
@@ -662,6 +1000,13 @@ mod tests {
         assert!(is_open(&post, "/grpc.health.v1.Health/Check", false));
         assert!(is_open(&get, "/", false));
         assert!(is_open(&get, "/assets/app.js", false));
+        assert!(is_open(&Method::HEAD, "/", false));
+        assert!(!is_open(
+            &Method::OPTIONS,
+            "/openclanker.v1.ChatService/Chat",
+            false
+        ));
+        assert!(!is_open(&Method::OPTIONS, "/v1/chat/completions", false));
         assert!(is_open(&get, "/metrics", false));
         assert!(!is_open(&get, "/metrics", true));
         assert!(!is_open(&get, "/v1/models", false));

@@ -8,11 +8,17 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_open-clanker");
+
+/// The binary under test: this build's, or `OPEN_CLANKER_TEST_BIN` to run the same tests against
+/// another build (e.g. the last release, to see a new test fail before its fix).
+pub fn bin() -> std::ffi::OsString {
+    std::env::var_os("OPEN_CLANKER_TEST_BIN").unwrap_or_else(|| BIN.into())
+}
 pub const KEY: &str = "sk-test-e2e-0123456789abcdef";
 
 /// A command with an environment that cannot see the developer's own config or keys.
 pub fn command(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.current_dir(home)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
