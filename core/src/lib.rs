@@ -11,6 +11,8 @@ use std::str::FromStr;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub mod redact;
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

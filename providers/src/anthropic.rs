@@ -46,7 +46,7 @@ impl AnthropicProvider {
                 config.kind
             )));
         }
-        let redactor = Redactor::new(&config.api_key);
+        let redactor = Redactor::for_config(&config);
         let base = config.base_url.trim().trim_end_matches('/');
         let base = base.strip_suffix("/v1").unwrap_or(base);
         let url = http::endpoint(KIND, base, "/v1/messages", &redactor)?;

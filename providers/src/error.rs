@@ -1,8 +1,11 @@
 //! The errors of the provider clients and how HTTP answers map onto them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use open_clanker_core::ProviderKind;
+use open_clanker_core::{ProviderKind, redact};
+
+use crate::ProviderConfig;
 
 /// Why a provider call failed.
 ///
@@ -141,17 +144,30 @@ impl ProviderError {
 /// The longest provider-supplied text kept in an error message.
 const MAX_MESSAGE_CHARS: usize = 600;
 
-/// Removes the API key from text that came from outside (error bodies, transport errors) and
-/// shortens it, so it is safe to log and to show.
+/// Removes the API key, and the credentials of the base URL (its password, credential-like query
+/// parameters; see [`open_clanker_core::redact`]), from text that came from outside (error
+/// bodies, transport errors) and shortens it, so it is safe to log and to show. Any URL quoted in
+/// the text loses its credentials too.
 #[derive(Clone)]
 pub(crate) struct Redactor {
     key: String,
+    /// The base URL's secrets, longest first; shared by the clones each stream takes.
+    url_secrets: Arc<[String]>,
 }
 
 impl Redactor {
     pub(crate) fn new(key: &str) -> Self {
         Self {
             key: key.trim().to_string(),
+            url_secrets: Arc::new([]),
+        }
+    }
+
+    /// A redactor for a provider's key and base URL.
+    pub(crate) fn for_config(config: &ProviderConfig) -> Self {
+        Self {
+            url_secrets: redact::url_secrets(config.base_url.trim()).into(),
+            ..Self::new(&config.api_key)
         }
     }
 
@@ -163,6 +179,7 @@ impl Redactor {
         } else {
             text.to_string()
         };
+        let text = redact::mask_secrets(&redact::redact_urls_in(&text), &self.url_secrets);
         truncate_chars(&text, MAX_MESSAGE_CHARS)
     }
 }
@@ -477,6 +494,21 @@ mod tests {
         assert!(text.chars().count() <= MAX_MESSAGE_CHARS + 1);
         // A tiny key is not used to mangle text.
         assert_eq!(Redactor::new("a").clean("banana"), "banana");
+    }
+
+    #[test]
+    fn redactor_removes_the_base_url_credentials() {
+        let config = ProviderConfig::new(ProviderKind::OpenAi, KEY)
+            .with_base_url("http://proxy-user:hunter2-PW%21@127.0.0.1:9/v1");
+        let r = Redactor::for_config(&config);
+        let text = r.clean(
+            "could not connect to http://proxy-user:hunter2-PW%21@127.0.0.1:9/v1/chat: \
+             the upstream said hunter2-PW! and https://x.example/?api_key=abc123",
+        );
+        for leak in ["hunter2-PW", "abc123", "proxy-user"] {
+            assert!(!text.contains(leak), "{leak}: {text}");
+        }
+        assert!(text.contains("127.0.0.1:9/v1/chat"), "{text}");
     }
 
     #[test]

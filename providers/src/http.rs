@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use open_clanker_core::ProviderKind;
+use open_clanker_core::{ProviderKind, redact};
 use reqwest::header::{HeaderMap, HeaderValue};
 
 use crate::ProviderConfig;
@@ -58,7 +58,7 @@ pub(crate) fn endpoint(
     let bad = |why: &str| {
         ProviderError::Config(format!(
             "the {kind} base URL {:?} is not usable: {why}",
-            redactor.clean(base)
+            redactor.clean(&redact::redact_url(base))
         ))
     };
     if base.is_empty() {
@@ -154,7 +154,7 @@ impl Transport {
             max_retries: config.max_retries,
             retry_base_delay: config.retry_base_delay,
             idle_timeout: config.idle_timeout,
-            redactor: Redactor::new(&config.api_key),
+            redactor: Redactor::for_config(config),
         })
     }
 
@@ -214,6 +214,8 @@ impl Transport {
                     (retry_after, format!("HTTP {status}: {message}"))
                 }
                 Err(e) => {
+                    // reqwest's text names the URL, whose query may hold a credential.
+                    let e = e.without_url();
                     let retryable = !e.is_builder() && !e.is_redirect();
                     if !retryable || attempt >= attempts {
                         return Err(self.send_error(&e, attempt));
@@ -263,7 +265,7 @@ impl Transport {
                     1,
                 ))
             }
-            Err(e) => Err(self.send_error(&e, 1)),
+            Err(e) => Err(self.send_error(&e.without_url(), 1)),
         }
     }
 
@@ -308,8 +310,9 @@ impl Transport {
         }
     }
 
+    /// The endpoint as shown: without its user information and credential-like parameters.
     fn url_for_text(&self) -> String {
-        self.redactor.clean(self.url.as_str())
+        self.redactor.clean(&redact::redact_url(self.url.as_str()))
     }
 
     /// The response, if it is not a JSON body (which a server that ignored `stream: true`, or a

@@ -97,7 +97,10 @@ impl fmt::Debug for ProviderConfig {
         f.debug_struct("ProviderConfig")
             .field("kind", &self.kind)
             .field("api_key", &key)
-            .field("base_url", &self.base_url)
+            .field(
+                "base_url",
+                &open_clanker_core::redact::redact_url(&self.base_url),
+            )
             .field("connect_timeout", &self.connect_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_retries", &self.max_retries)

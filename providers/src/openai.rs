@@ -43,7 +43,7 @@ impl OpenAiProvider {
                 config.kind
             )));
         }
-        let redactor = Redactor::new(&config.api_key);
+        let redactor = Redactor::for_config(&config);
         let url = http::endpoint(KIND, &config.base_url, "/chat/completions", &redactor)?;
         let models_url = http::endpoint(KIND, &config.base_url, "/models", &redactor)?;
         let mut headers = HeaderMap::new();

@@ -12,7 +12,7 @@ use open_clanker_channels::discord::{self, DiscordSettings};
 use open_clanker_channels::relay::RelayConfig;
 use open_clanker_channels::telegram::{self, Mode, TelegramSettings};
 use open_clanker_channels::{AccessPolicy, ChannelContext, DmPolicy, GroupPolicy, StatusBoard};
-use open_clanker_core::{AccessStore, ChatBackend};
+use open_clanker_core::{AccessStore, ChatBackend, redact};
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -116,7 +116,7 @@ impl fmt::Debug for TelegramConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TelegramConfig")
             .field("bot_token", &self.token().map(|_| "<redacted>"))
-            .field("api_url", &self.api_url)
+            .field("api_url", &redact::redact_url(&self.api_url))
             .field("dm_policy", &self.dm_policy)
             .field("allow_from", &self.allow_from)
             .field("group_policy", &self.group_policy)
@@ -183,7 +183,7 @@ impl fmt::Debug for DiscordConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DiscordConfig")
             .field("bot_token", &self.token().map(|_| "<redacted>"))
-            .field("api_url", &self.api_url)
+            .field("api_url", &self.api_url.as_deref().map(redact::redact_url))
             .field("dm_policy", &self.dm_policy)
             .field("allow_from", &self.allow_from)
             .field("group_policy", &self.group_policy)
@@ -311,7 +311,10 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     if !http_url(&tg.api_url) {
         bad(
             "channels.telegram.api_url",
-            format!("{:?} must start with http:// or https://", tg.api_url),
+            format!(
+                "{:?} must start with http:// or https://",
+                redact::redact_url(&tg.api_url)
+            ),
         );
     }
     if let Some(token) = tg.token()
@@ -344,7 +347,10 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             ),
             Some(url) if !http_url(url) => bad(
                 "channels.telegram.webhook_url",
-                format!("{url:?} must start with https:// (or http:// behind a proxy)"),
+                format!(
+                    "{:?} must start with https:// (or http:// behind a proxy)",
+                    redact::redact_url(url)
+                ),
             ),
             Some(url) => {
                 let path = url.splitn(4, '/').nth(3).unwrap_or("");
@@ -375,7 +381,10 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     {
         bad(
             "channels.discord.api_url",
-            format!("{url:?} must start with http:// or https://"),
+            format!(
+                "{:?} must start with http:// or https://",
+                redact::redact_url(url)
+            ),
         );
     }
     problems

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use open_clanker_core::ProviderKind;
+use open_clanker_core::{ProviderKind, redact};
 use serde::{Deserialize, Serialize};
 
 /// The default gRPC / HTTP port.
@@ -277,7 +277,10 @@ impl fmt::Debug for ProviderSection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderSection")
             .field("api_key", &self.key().map(|_| "<redacted>"))
-            .field("base_url", &self.base_url)
+            .field(
+                "base_url",
+                &self.base_url.as_deref().map(redact::redact_url),
+            )
             .field("model", &self.model)
             .field("max_tokens", &self.max_tokens)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
@@ -587,13 +590,25 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     for kind in ProviderKind::ALL {
         let s = c.providers.get(kind);
         let prefix = format!("providers.{kind}");
-        if let Some(url) = &s.base_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            bad(
-                &format!("{prefix}.base_url"),
-                format!("{url:?} must start with http:// or https://"),
-            );
+        if let Some(url) = &s.base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bad(
+                    &format!("{prefix}.base_url"),
+                    format!(
+                        "{:?} must start with http:// or https://",
+                        redact::redact_url(url)
+                    ),
+                );
+            } else if url.contains(['?', '#']) {
+                bad(
+                    &format!("{prefix}.base_url"),
+                    format!(
+                        "{:?} must not have a query or a fragment (the API key goes in {})",
+                        redact::redact_url(url),
+                        kind.api_key_env()
+                    ),
+                );
+            }
         }
         if s.model.trim().is_empty() {
             bad(&format!("{prefix}.model"), "must not be empty".into());

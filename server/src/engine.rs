@@ -353,7 +353,9 @@ pub fn store_error(e: StoreError) -> TurnError {
 
 /// Maps a provider failure onto a turn error; the texts never contain keys.
 pub fn provider_error(e: &ProviderError) -> TurnError {
-    let text = e.to_string();
+    // The providers keep credentials out of their errors; a URL quoted in one loses its
+    // credentials here too, before the text reaches the caller (or a chat).
+    let text = open_clanker_core::redact::redact_urls_in(&e.to_string());
     match e {
         ProviderError::Unauthorized { .. } => TurnError::FailedPrecondition(text),
         ProviderError::RateLimited { .. } => TurnError::ResourceExhausted(text),

@@ -53,10 +53,7 @@ pub fn base_url(kind: ProviderKind, section: &ProviderSection) -> String {
 /// Where the store lives, without any password.
 fn store_location(config: &Config) -> (String, String) {
     match &config.store.database_url {
-        Some(url) => {
-            let shown = url.split('@').next_back().unwrap_or(url).to_string();
-            (url.clone(), shown)
-        }
+        Some(url) => (url.clone(), open_clanker_core::redact::redact_url(url)),
         None => {
             let dir = config.data_dir();
             (Store::sqlite_url_for_dir(&dir), dir.display().to_string())

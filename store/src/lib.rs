@@ -587,47 +587,10 @@ fn postgres_options(_url: &str) -> Result<ConnectOptions, StoreError> {
     ))
 }
 
-/// Replaces the password of `url` (plain and percent-decoded), wherever it occurs in `message`.
+/// `message` without the secrets of `url`: its password (plain and percent-decoded) and
+/// credential-like parameters wherever they occur, and any URL in it without its credentials.
 fn redact_password(message: &str, url: &str) -> String {
-    let Some((_, rest)) = url.split_once("://") else {
-        return message.to_owned();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let Some((userinfo, _host)) = authority.rsplit_once('@') else {
-        return message.to_owned();
-    };
-    let Some((_user, password)) = userinfo.split_once(':') else {
-        return message.to_owned();
-    };
-    if password.is_empty() {
-        return message.to_owned();
-    }
-    let mut out = message.replace(password, "***");
-    let decoded = percent_decode(password);
-    if !decoded.is_empty() && decoded != password {
-        out = out.replace(&decoded, "***");
-    }
-    out
-}
-
-/// Lenient percent-decoding (invalid escapes are kept as they are).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(hi), Some(lo)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2]))
-        {
-            out.push(hi << 4 | lo);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    open_clanker_core::redact::scrub(message, url)
 }
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -35,6 +35,8 @@ use tracing::{debug, error, info, warn};
 
 pub use sink::{DiscordSink, Rest, RestError};
 
+use open_clanker_core::redact::redact_url;
+
 use crate::access::AccessPolicy;
 use crate::backoff::Backoff;
 use crate::pipeline::{ChannelContext, Inbound, Pipeline};
@@ -77,7 +79,7 @@ impl std::fmt::Debug for DiscordSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiscordSettings")
             .field("token", &"<redacted>")
-            .field("api_url", &self.api_url)
+            .field("api_url", &redact_url(&self.api_url))
             .field("access", &self.access)
             .finish_non_exhaustive()
     }
@@ -110,10 +112,10 @@ const NO_CONTENT_INTENT: &str = "Discord refused the MESSAGE CONTENT intent (gat
 
 fn parse_api_url(api_url: &str) -> Result<(), StartError> {
     let url = reqwest::Url::parse(api_url)
-        .map_err(|e| StartError::ApiUrl(api_url.to_owned(), e.to_string()))?;
+        .map_err(|e| StartError::ApiUrl(redact_url(api_url), e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(StartError::ApiUrl(
-            api_url.to_owned(),
+            redact_url(api_url),
             "must start with http:// or https://".into(),
         ));
     }

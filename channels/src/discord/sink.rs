@@ -107,7 +107,7 @@ pub struct Rest {
 impl std::fmt::Debug for Rest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rest")
-            .field("api", &self.api_url)
+            .field("api", &open_clanker_core::redact::redact_url(&self.api_url))
             .finish_non_exhaustive()
     }
 }

@@ -25,6 +25,8 @@ use tracing::{debug, error, info, warn};
 pub use sink::TelegramSink;
 pub use webhook::{SECRET_HEADER, webhook_router};
 
+use open_clanker_core::redact::redact_url;
+
 use crate::access::AccessPolicy;
 use crate::backoff::Backoff;
 use crate::commands::Command;
@@ -66,7 +68,7 @@ impl std::fmt::Debug for TelegramSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TelegramSettings")
             .field("token", &"<redacted>")
-            .field("api_url", &self.api_url)
+            .field("api_url", &redact_url(&self.api_url))
             .field("access", &self.access)
             .field(
                 "mode",
@@ -102,7 +104,7 @@ pub enum StartError {
 /// the token is accepted, else a message that never contains the token.
 pub async fn check_token(token: &str, api_url: &str, timeout: Duration) -> Result<String, String> {
     let url = reqwest::Url::parse(api_url)
-        .map_err(|e| format!("invalid Telegram api_url {api_url:?}: {e}"))?;
+        .map_err(|e| format!("invalid Telegram api_url {:?}: {e}", redact_url(api_url)))?;
     let client = reqwest::Client::builder()
         .connect_timeout(timeout)
         .timeout(timeout)
@@ -128,7 +130,7 @@ pub fn start(
 ) -> Result<Started, StartError> {
     let status = board.register(NAME, true);
     let api_url = reqwest::Url::parse(&settings.api_url)
-        .map_err(|e| StartError::ApiUrl(settings.api_url.clone(), e.to_string()))?;
+        .map_err(|e| StartError::ApiUrl(redact_url(&settings.api_url), e.to_string()))?;
     let poll = match settings.mode {
         Mode::Polling { timeout } => timeout,
         Mode::Webhook { .. } => Duration::ZERO,
@@ -145,7 +147,7 @@ pub fn start(
     let (webhook, updates) = match &settings.mode {
         Mode::Webhook { url, secret } => {
             let parsed = reqwest::Url::parse(url)
-                .map_err(|e| StartError::WebhookUrl(url.clone(), e.to_string()))?;
+                .map_err(|e| StartError::WebhookUrl(redact_url(url), e.to_string()))?;
             let (tx, rx) = mpsc::channel(256);
             (Some(webhook_router(parsed.path(), secret, tx)), Some(rx))
         }
@@ -293,7 +295,7 @@ impl Channel {
         let me = Arc::new(me);
         let bot_name = format!("@{}", me.username());
         self.status.connected(&bot_name);
-        info!(channel = NAME, bot = %bot_name, api = %self.settings.api_url, "Telegram bot connected");
+        info!(channel = NAME, bot = %bot_name, api = %redact_url(&self.settings.api_url), "Telegram bot connected");
 
         let commands: Vec<BotCommand> = Command::MENU
             .iter()
