@@ -23,7 +23,7 @@ use axum::response::Response;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, Problem};
 
@@ -699,7 +699,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
         return preflight_refused();
     }
     if is_grpc_path(&path) && req.method() != Method::POST {
-        debug!(path, method = %req.method(), "non-POST request on a gRPC path refused");
+        info!(path, method = %req.method(), peer = ?peer(&req), "non-POST request on a gRPC path refused");
         crate::metrics::rejected("method_not_allowed");
         let method = req.method().clone();
         return drained(req, method_not_allowed(&method)).await;

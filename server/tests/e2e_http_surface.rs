@@ -210,6 +210,50 @@ async fn every_grpc_method_with_every_http_method_needs_post_and_a_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_cors_origins_an_options_request_still_reaches_no_service() {
+    let home = tempfile::tempdir().unwrap();
+    let tokens = format!("alice:{TOKEN_A}");
+    let gw = Gateway::start(
+        home.path(),
+        &[
+            ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
+            ("OPEN_CLANKER_CORS_ORIGINS", "https://chat.example.com"),
+        ],
+    );
+    let url = format!("{}/openclanker.v1.SessionService/CreateSession", gw.addr);
+    for http2 in [false, true] {
+        let c = client(http2);
+        for preflight in [false, true] {
+            let mut headers = vec![
+                ("content-type", "application/grpc"),
+                ("origin", "https://chat.example.com"),
+            ];
+            if preflight {
+                headers.push(("access-control-request-method", "POST"));
+            }
+            let a = send(&c, &url, "OPTIONS", &headers, vec![0u8; 5]).await;
+            assert!(
+                a.status < 300,
+                "http2={http2} preflight={preflight}: {}",
+                a.status
+            );
+            assert_eq!(a.grpc_status, None, "http2={http2} preflight={preflight}");
+            assert!(a.body.is_empty(), "http2={http2} preflight={preflight}");
+        }
+    }
+    // Nothing was created.
+    let status = command(&gw.home)
+        .args(["status", "--json"])
+        .env("OPEN_CLANKER_ADDR", &gw.addr)
+        .env("OPEN_CLANKER_TOKEN", TOKEN_A)
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(status["store"]["sessions"], 0, "{status}");
+    gw.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_tokens_only_local_and_configured_host_names_are_served() {
     let provider = standin().await;
     let home = tempfile::tempdir().unwrap();
