@@ -805,6 +805,9 @@ allow_unauthenticated = false
 cors_allowed_origins = []
 # Require a token for GET /metrics too.
 protect_metrics = false
+# Without tokens, only requests addressed to localhost, an IP address or one of these names are
+# served (against DNS rebinding), e.g. ["gateway.lan"].
+allowed_hosts = []
 
 [tls]
 # Serve the port over TLS (both files, PEM).
@@ -816,6 +819,9 @@ protect_metrics = false
 max_request_bytes = 1048576
 # Turns running at once across every entry point.
 max_concurrent_turns = 16384
+# Turns one caller (API token, remote address, chat sender) may run at once; 0 = a quarter of
+# max_concurrent_turns.
+max_concurrent_turns_per_caller = 0
 # HTTP/2 streams per connection.
 max_streams_per_connection = 1024
 # Turns per minute per API token (or per remote address without tokens); 0 = off.
