@@ -82,6 +82,8 @@ pub struct TelegramConfig {
     pub webhook_secret: Option<String>,
     /// Seconds one long poll (`getUpdates`) waits for updates.
     pub poll_timeout_secs: u64,
+    /// Let Telegram preview the links in answers (it fetches them, unclicked).
+    pub link_previews: bool,
 }
 
 impl Default for TelegramConfig {
@@ -98,6 +100,7 @@ impl Default for TelegramConfig {
             webhook_url: None,
             webhook_secret: None,
             poll_timeout_secs: 25,
+            link_previews: false,
         }
     }
 }
@@ -129,6 +132,7 @@ impl fmt::Debug for TelegramConfig {
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("poll_timeout_secs", &self.poll_timeout_secs)
+            .field("link_previews", &self.link_previews)
             .finish()
     }
 }
@@ -153,6 +157,8 @@ pub struct DiscordConfig {
     pub group_allow_from: Vec<String>,
     /// In guild channels, answer only when mentioned or replied to.
     pub require_mention: bool,
+    /// Let Discord show previews (embeds) of the links in answers (it fetches them, unclicked).
+    pub link_previews: bool,
 }
 
 impl Default for DiscordConfig {
@@ -165,6 +171,7 @@ impl Default for DiscordConfig {
             group_policy: GroupPolicy::Allowlist,
             group_allow_from: Vec::new(),
             require_mention: true,
+            link_previews: false,
         }
     }
 }
@@ -189,6 +196,7 @@ impl fmt::Debug for DiscordConfig {
             .field("group_policy", &self.group_policy)
             .field("group_allow_from", &self.group_allow_from)
             .field("require_mention", &self.require_mention)
+            .field("link_previews", &self.link_previews)
             .finish()
     }
 }
@@ -204,9 +212,11 @@ struct ChannelEnv {
     open_clanker_telegram_dm_policy: Option<String>,
     open_clanker_telegram_allow_from: Option<String>,
     open_clanker_telegram_webhook_url: Option<String>,
+    open_clanker_telegram_link_previews: Option<bool>,
     open_clanker_discord_api_url: Option<String>,
     open_clanker_discord_dm_policy: Option<String>,
     open_clanker_discord_allow_from: Option<String>,
+    open_clanker_discord_link_previews: Option<bool>,
 }
 
 /// Parses a config word (`"pairing"`) the way the file does.
@@ -276,6 +286,9 @@ pub fn apply_env(config: &mut Config, env: &[(String, String)]) -> Vec<Problem> 
     if let Some(list) = e.open_clanker_telegram_allow_from {
         tg.allow_from = id_list(&list);
     }
+    if let Some(on) = e.open_clanker_telegram_link_previews {
+        tg.link_previews = on;
+    }
     let dc = &mut config.channels.discord;
     if e.discord_bot_token.is_some() {
         dc.bot_token = e.discord_bot_token;
@@ -290,6 +303,9 @@ pub fn apply_env(config: &mut Config, env: &[(String, String)]) -> Vec<Problem> 
     }
     if let Some(list) = e.open_clanker_discord_allow_from {
         dc.allow_from = id_list(&list);
+    }
+    if let Some(on) = e.open_clanker_discord_link_previews {
+        dc.link_previews = on;
     }
     problems
 }
@@ -430,6 +446,7 @@ pub fn telegram_settings(c: &TelegramConfig) -> Option<TelegramSettings> {
         },
         mode,
         relay: RelayConfig::default(),
+        link_previews: c.link_previews,
     })
 }
 
@@ -450,6 +467,7 @@ pub fn discord_settings(c: &DiscordConfig) -> Option<DiscordSettings> {
             require_mention: c.require_mention,
         },
         relay: RelayConfig::default(),
+        link_previews: c.link_previews,
     })
 }
 
@@ -614,6 +632,52 @@ mod tests {
         assert_eq!(s.access.dm, DmPolicy::Open);
         assert_eq!(s.access.allow_from, ["1", "2"]);
         assert!(!format!("{c:?} {s:?}").contains("MTE4.abc.def"));
+    }
+
+    #[test]
+    fn link_previews_are_off_unless_allowed() {
+        let tokens = [
+            ("TELEGRAM_BOT_TOKEN", "1:x"),
+            ("DISCORD_BOT_TOKEN", "MTE4.a.b"),
+        ];
+        let c = from_sources(None, &env(&tokens)).unwrap();
+        assert!(
+            !telegram_settings(&c.channels.telegram)
+                .unwrap()
+                .link_previews
+        );
+        assert!(!discord_settings(&c.channels.discord).unwrap().link_previews);
+        let c = from_sources(
+            Some("[channels.telegram]\nlink_previews = true\n"),
+            &env(&[
+                tokens[0],
+                tokens[1],
+                ("OPEN_CLANKER_DISCORD_LINK_PREVIEWS", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            telegram_settings(&c.channels.telegram)
+                .unwrap()
+                .link_previews
+        );
+        assert!(discord_settings(&c.channels.discord).unwrap().link_previews);
+        let c = from_sources(
+            Some("[channels.telegram]\nlink_previews = true\n"),
+            &env(&[tokens[0], ("OPEN_CLANKER_TELEGRAM_LINK_PREVIEWS", "false")]),
+        )
+        .unwrap();
+        assert!(!c.channels.telegram.link_previews, "the variable wins");
+        let problems = from_sources(
+            None,
+            &env(&[("OPEN_CLANKER_DISCORD_LINK_PREVIEWS", "maybe")]),
+        )
+        .unwrap_err();
+        let said = format!("{} {}", problems[0].key, problems[0].message);
+        assert!(
+            said.contains("OPEN_CLANKER_DISCORD_LINK_PREVIEWS"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -772,6 +772,9 @@ mode = "polling"
 # webhook_url = "https://bot.example.com/telegram/<random>"
 # webhook_secret = "..."       # better: TELEGRAM_WEBHOOK_SECRET
 poll_timeout_secs = 25
+# Let Telegram preview the links in answers (OPEN_CLANKER_TELEGRAM_LINK_PREVIEWS). Off: Telegram
+# fetches a previewed link, so an answer could send data to any address without a click.
+link_previews = false
 
 [channels.discord]
 # Talk to the assistant on Discord: create a bot in the Developer Portal (enable the MESSAGE CONTENT
@@ -789,6 +792,9 @@ group_policy = "allowlist"
 group_allow_from = []
 # In guild channels, answer only messages that mention the bot or reply to it.
 require_mention = true
+# Let Discord show previews (embeds) of the links in answers (OPEN_CLANKER_DISCORD_LINK_PREVIEWS).
+# Off: answers are sent with SUPPRESS_EMBEDS, since Discord fetches every previewed link.
+link_previews = false
 
 [auth]
 # Once any token is set, every API call (gRPC, gRPC-Web, /v1/*) needs

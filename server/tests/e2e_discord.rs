@@ -564,3 +564,38 @@ async fn doctor_checks_the_discord_token() {
         "doctor only asks who the bot is"
     );
 }
+
+/// Discord fetches every link in a message to preview it, unless the message has the
+/// SUPPRESS_EMBEDS flag: an answer the model was talked into writing must not make Discord send
+/// data anywhere without a click. Every message the bot sends or edits carries the flag, unless
+/// `link_previews` allows previews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_suppress_link_previews_unless_allowed() {
+    let link = "see https://attacker.example/collect?data=secret";
+    for (previews, flags) in [(None, discord::SUPPRESS_EMBEDS), (Some("true"), 0)] {
+        let mut env = vec![("OPEN_CLANKER_DISCORD_ALLOW_FROM", "42")];
+        env.extend(previews.map(|on| ("OPEN_CLANKER_DISCORD_LINK_PREVIEWS", on)));
+        let s = setup(&env).await;
+        let chat = discord::dm_channel_id(42);
+        s.dc.push_dm(42, &format!("{link} #delay=300"));
+        let messages = s
+            .wait_text(chat, 0, &format!("echo: {link} #delay=300"))
+            .await;
+        assert_eq!(messages[0].flags, flags, "{messages:#?}");
+        assert!(messages[0].edits >= 1, "streamed: {:#?}", s.dc.calls());
+        // A stranger's pairing message and a command's answer go out the same way.
+        s.dc.push_dm(9, "hello? https://attacker.example/");
+        s.settled(discord::dm_channel_id(9), 1).await;
+        s.dc.push_dm(42, "/help");
+        s.settled(chat, 2).await;
+        let sent: Vec<_> = ["createMessage", "editMessage"]
+            .iter()
+            .flat_map(|route| s.dc.calls_of(route))
+            .collect();
+        assert!(sent.len() >= 4, "{sent:#?}");
+        for call in sent {
+            assert_eq!(call.status, 200, "{call:#?}");
+            assert_eq!(call.body["flags"].as_u64(), Some(flags), "{call:#?}");
+        }
+    }
+}

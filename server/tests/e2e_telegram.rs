@@ -509,3 +509,37 @@ async fn webhook_mode_serves_the_secret_path_on_the_gateway_port() {
 fn telegram_secret_header() -> &'static str {
     "X-Telegram-Bot-Api-Secret-Token"
 }
+
+/// Telegram fetches the first link of a message to preview it: every message the bot sends or
+/// edits asks for no preview (`link_preview_options.is_disabled`), unless `link_previews` allows
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_ask_for_no_link_preview_unless_allowed() {
+    let link = "see https://attacker.example/collect?data=secret";
+    for previews in [None, Some("true")] {
+        let mut env = vec![("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42")];
+        env.extend(previews.map(|on| ("OPEN_CLANKER_TELEGRAM_LINK_PREVIEWS", on)));
+        let s = setup(&env).await;
+        s.polling().await;
+        s.tg.push_text(42, 42, &format!("{link} #delay=300"));
+        let messages = s
+            .wait_text(42, 0, &format!("echo: {link} #delay=300"))
+            .await;
+        let disabled = previews.is_none();
+        assert_eq!(messages[0].link_preview_disabled, disabled, "{messages:#?}");
+        assert!(messages[0].edits >= 1, "streamed: {:#?}", s.tg.calls());
+        // A stranger's pairing message goes out the same way.
+        s.tg.push_text(9, 9, "hello? https://attacker.example/");
+        s.settled(9, 1).await;
+        let sent: Vec<_> = ["sendMessage", "editMessageText"]
+            .iter()
+            .flat_map(|method| s.tg.calls_of(method))
+            .collect();
+        assert!(sent.len() >= 3, "{sent:#?}");
+        for call in sent {
+            assert_eq!(call.status, 200, "{call:#?}");
+            let is_disabled = call.params["link_preview_options"]["is_disabled"].as_bool();
+            assert_eq!(is_disabled.unwrap_or(false), disabled, "{call:#?}");
+        }
+    }
+}

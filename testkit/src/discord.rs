@@ -6,8 +6,10 @@
 //! [`DiscordStandIn::gateway_url`], so the websocket follows.
 //!
 //! REST: `GET /gateway`, `GET /gateway/bot`, `GET /users/@me`, `POST /channels/{id}/messages`
-//! (a full Message object back; `content` must be 1-2000 characters), `PATCH
-//! /channels/{id}/messages/{id}`, `POST /channels/{id}/typing` (204). A wrong `Authorization: Bot
+//! (a full Message object back; `content` must be 1-2000 characters; `flags` may only hold
+//! SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS, IS_VOICE_MESSAGE and IS_COMPONENTS_V2), `PATCH
+//! /channels/{id}/messages/{id}` (`flags` may only set or unset SUPPRESS_EMBEDS; absent, the
+//! message keeps its flags), `POST /channels/{id}/typing` (204). A wrong `Authorization: Bot
 //! <token>` gets `401 {"message": "401: Unauthorized", "code": 0}`. [`DiscordStandIn::fail_next`]
 //! answers the next call of a route with a 429 (`retry_after` in the body, `Retry-After` and the
 //! `X-RateLimit-*` headers Discord documents) or any status.
@@ -64,6 +66,14 @@ pub const INTENT_GUILD_MESSAGES: u64 = 1 << 9;
 pub const INTENT_DIRECT_MESSAGES: u64 = 1 << 12;
 /// MESSAGE_CONTENT (1 << 15), privileged.
 pub const INTENT_MESSAGE_CONTENT: u64 = 1 << 15;
+/// Message flag: do not include any embeds (link previews) when serializing this message.
+pub const SUPPRESS_EMBEDS: u64 = 1 << 2;
+/// Message flag: do not trigger push and desktop notifications.
+pub const SUPPRESS_NOTIFICATIONS: u64 = 1 << 12;
+/// Message flag: a voice message.
+pub const IS_VOICE_MESSAGE: u64 = 1 << 13;
+/// Message flag: the message's layout is made of components.
+pub const IS_COMPONENTS_V2: u64 = 1 << 15;
 
 /// The DM channel id the stand-in uses for direct messages with `user`.
 pub fn dm_channel_id(user: u64) -> u64 {
@@ -108,6 +118,8 @@ pub struct SentMessage {
     pub reply_to: Option<u64>,
     /// The `allowed_mentions` it was sent with.
     pub allowed_mentions: Option<String>,
+    /// Its flags as they are now ([`SUPPRESS_EMBEDS`]: Discord shows no link previews).
+    pub flags: u64,
     /// Successful edits.
     pub edits: usize,
 }
@@ -701,6 +713,32 @@ fn handle(shared: &Shared, route: &str, ids: &HashMap<String, String>, body: &Va
                     .into_response();
             }
             let allowed = body.get("allowed_mentions").map(Value::to_string);
+            // What a bot may set: on create, four flags; on edit, SUPPRESS_EMBEDS only.
+            let settable = if route == "createMessage" {
+                SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS | IS_VOICE_MESSAGE | IS_COMPONENTS_V2
+            } else {
+                SUPPRESS_EMBEDS
+            };
+            let flags = match body.get("flags") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_u64() {
+                    Some(bits) if bits & !settable == 0 => Some(bits),
+                    _ => {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            axum::Json(json!({
+                                "message": "Invalid Form Body",
+                                "code": 50035,
+                                "errors": { "flags": { "_errors": [{
+                                    "code": "MESSAGE_FLAGS_INVALID",
+                                    "message": "Invalid flags.",
+                                }]}},
+                            })),
+                        )
+                            .into_response();
+                    }
+                },
+            };
             let mut sent = lock(&shared.sent);
             if route == "createMessage" {
                 let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
@@ -713,9 +751,12 @@ fn handle(shared: &Shared, route: &str, ids: &HashMap<String, String>, body: &Va
                     content: content.to_owned(),
                     reply_to,
                     allowed_mentions: allowed,
+                    flags: flags.unwrap_or(0),
                     edits: 0,
                 });
-                return ok(bot_message_json(id, channel, None, content));
+                let mut message = bot_message_json(id, channel, None, content);
+                message["flags"] = json!(flags.unwrap_or(0));
+                return ok(message);
             }
             let Some(id) = id_of(ids, "message") else {
                 return error_json(404, 10008, "Unknown Message");
@@ -728,8 +769,13 @@ fn handle(shared: &Shared, route: &str, ids: &HashMap<String, String>, body: &Va
             };
             m.content = content.to_owned();
             m.edits += 1;
+            // Only SUPPRESS_EMBEDS can change; the other flags stay.
+            if let Some(bits) = flags {
+                m.flags = (m.flags & !SUPPRESS_EMBEDS) | bits;
+            }
             let mut message = bot_message_json(id, channel, None, content);
             message["edited_timestamp"] = json!(iso_now());
+            message["flags"] = json!(m.flags);
             ok(message)
         }
         _ => error_json(404, 0, "404: Not Found"),

@@ -10,7 +10,9 @@
 //! Like Telegram it checks HTML (`parse_mode: "HTML"`): only Telegram's tags, properly nested,
 //! and `&`, `<`, `>` escaped, else `400 Bad Request: can't parse entities: ...`; a text longer than
 //! 4096 characters after entity parsing gets `400 Bad Request: message is too long`; an edit that
-//! changes nothing gets `400 Bad Request: message is not modified ...`.
+//! changes nothing gets `400 Bad Request: message is not modified ...`. Each send and edit records
+//! whether it asked for no link preview (`link_preview_options.is_disabled`, or the older
+//! `disable_web_page_preview`): Telegram previews the first link of a text unless told not to.
 //!
 //! Tests queue incoming messages ([`TelegramStandIn::push_text`]), inject failures
 //! ([`TelegramStandIn::fail_next`]: a 429 with `retry_after`, a 400, any status), read every call
@@ -78,6 +80,8 @@ pub struct SentMessage {
     pub parse_mode: Option<String>,
     /// The message it replies to.
     pub reply_to: Option<i64>,
+    /// The last send or edit asked for no link preview.
+    pub link_preview_disabled: bool,
     /// Successful edits.
     pub edits: usize,
 }
@@ -432,6 +436,22 @@ async fn handle(shared: &Shared, method: &str, p: &Value) -> (StatusCode, Value)
     }
 }
 
+/// Whether a send or edit asks for no link preview: `link_preview_options.is_disabled` (an object,
+/// or its JSON text in a multipart body), or the older `disable_web_page_preview`.
+fn link_preview_disabled(p: &Value) -> bool {
+    let truthy = |v: &Value| v.as_bool().or_else(|| v.as_str().map(|s| s == "true"));
+    let options = match p.get("link_preview_options") {
+        Some(Value::String(text)) => serde_json::from_str(text).unwrap_or(Value::Null),
+        Some(v) => v.clone(),
+        None => Value::Null,
+    };
+    options
+        .get("is_disabled")
+        .and_then(truthy)
+        .or_else(|| p.get("disable_web_page_preview").and_then(truthy))
+        .unwrap_or(false)
+}
+
 fn send_or_edit(shared: &Shared, method: &str, p: &Value) -> (StatusCode, Value) {
     let Some(chat_id) = p.get("chat_id").and_then(as_i64) else {
         return error(400, "Bad Request: chat_id is empty");
@@ -471,6 +491,7 @@ fn send_or_edit(shared: &Shared, method: &str, p: &Value) -> (StatusCode, Value)
             },
         );
     }
+    let link_preview_disabled = link_preview_disabled(p);
     let mut sent = lock(&shared.sent);
     if method.eq_ignore_ascii_case("sendMessage") {
         let message_id = shared.next_message_id.fetch_add(1, Ordering::SeqCst);
@@ -485,6 +506,7 @@ fn send_or_edit(shared: &Shared, method: &str, p: &Value) -> (StatusCode, Value)
             text: text.clone(),
             parse_mode,
             reply_to,
+            link_preview_disabled,
             edits: 0,
         });
         return ok(bot_message_json(chat_id, message_id, &text));
@@ -508,6 +530,7 @@ fn send_or_edit(shared: &Shared, method: &str, p: &Value) -> (StatusCode, Value)
     message.raw = raw;
     message.text = text.clone();
     message.parse_mode = parse_mode;
+    message.link_preview_disabled = link_preview_disabled;
     message.edits += 1;
     ok(bot_message_json(chat_id, message_id, &text))
 }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-pub use sink::{DiscordSink, Rest, RestError};
+pub use sink::{DiscordSink, Rest, RestError, message_flags};
 
 use open_clanker_core::redact::redact_url;
 
@@ -73,6 +73,9 @@ pub struct DiscordSettings {
     pub api_url: String,
     pub access: AccessPolicy,
     pub relay: RelayConfig,
+    /// Let Discord show previews (embeds) of the links in answers. Off by default: Discord fetches
+    /// every previewed link, so an answer could make it send data to any address unclicked.
+    pub link_previews: bool,
 }
 
 impl std::fmt::Debug for DiscordSettings {
@@ -81,6 +84,7 @@ impl std::fmt::Debug for DiscordSettings {
             .field("token", &"<redacted>")
             .field("api_url", &redact_url(&self.api_url))
             .field("access", &self.access)
+            .field("link_previews", &self.link_previews)
             .finish_non_exhaustive()
     }
 }
@@ -519,6 +523,7 @@ impl Channel {
             rest: self.rest.clone(),
             channel: message.channel_id,
             reply_to: is_group.then_some(message.id),
+            flags: message_flags(self.settings.link_previews),
         };
         Some((inbound, sink))
     }

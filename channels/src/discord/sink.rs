@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use serenity::http::{Http, LightMethod, Request, Route};
-use serenity::model::channel::Message;
+use serenity::model::channel::{Message, MessageFlags};
 use serenity::model::id::{ChannelId, MessageId};
 use serenity::model::user::CurrentUser;
 
@@ -195,17 +195,19 @@ impl Rest {
         self.call_json(Route::UserMe, LightMethod::Get, None).await
     }
 
-    /// `POST /channels/{id}/messages`.
+    /// `POST /channels/{id}/messages` with `flags` (e.g. [`MessageFlags::SUPPRESS_EMBEDS`]).
     pub async fn create_message(
         &self,
         channel_id: ChannelId,
         content: &str,
         reply_to: Option<MessageId>,
+        flags: MessageFlags,
     ) -> Result<Message, RestError> {
         let mut body = json!({
             "content": content,
             // Whatever the model writes, nobody is pinged (no @everyone, no role or user pings).
             "allowed_mentions": { "parse": [] },
+            "flags": flags.bits(),
         });
         if let Some(id) = reply_to {
             body["message_reference"] = json!({
@@ -221,14 +223,20 @@ impl Rest {
         .await
     }
 
-    /// `PATCH /channels/{id}/messages/{id}`.
+    /// `PATCH /channels/{id}/messages/{id}`. An edit replaces the message's flags (Discord: "include
+    /// all previously set flags"), so they are sent again.
     pub async fn edit_message(
         &self,
         channel_id: ChannelId,
         message_id: MessageId,
         content: &str,
+        flags: MessageFlags,
     ) -> Result<(), RestError> {
-        let body = json!({ "content": content, "allowed_mentions": { "parse": [] } });
+        let body = json!({
+            "content": content,
+            "allowed_mentions": { "parse": [] },
+            "flags": flags.bits(),
+        });
         self.call(
             Route::ChannelMessage {
                 channel_id,
@@ -255,6 +263,20 @@ pub struct DiscordSink {
     pub(crate) channel: ChannelId,
     /// In guild channels the answer replies to the message that asked.
     pub(crate) reply_to: Option<MessageId>,
+    /// The flags of every message sent and edited: [`MessageFlags::SUPPRESS_EMBEDS`] unless link
+    /// previews are allowed.
+    pub(crate) flags: MessageFlags,
+}
+
+/// The flags of the bot's messages. Without SUPPRESS_EMBEDS Discord fetches every link in them to
+/// build a preview: a link the model was talked into writing (with data in its query) would be
+/// fetched without anyone clicking it.
+pub fn message_flags(link_previews: bool) -> MessageFlags {
+    if link_previews {
+        MessageFlags::empty()
+    } else {
+        MessageFlags::SUPPRESS_EMBEDS
+    }
 }
 
 #[async_trait::async_trait]
@@ -274,7 +296,7 @@ impl ReplySink for DiscordSink {
 
     async fn send(&self, markdown: &str) -> Result<MessageId, SendError> {
         self.rest
-            .create_message(self.channel, markdown, self.reply_to)
+            .create_message(self.channel, markdown, self.reply_to, self.flags)
             .await
             .map(|m| m.id)
             .map_err(|e| e.send_error())
@@ -282,7 +304,7 @@ impl ReplySink for DiscordSink {
 
     async fn edit(&self, handle: &MessageId, markdown: &str) -> Result<(), SendError> {
         self.rest
-            .edit_message(self.channel, *handle, markdown)
+            .edit_message(self.channel, *handle, markdown, self.flags)
             .await
             .map_err(|e| e.send_error())
     }
@@ -309,6 +331,13 @@ mod tests {
             retry_after(&reqwest::header::HeaderMap::new(), r#"{"retry_after": -4}"#),
             Duration::from_secs(1)
         );
+    }
+
+    #[test]
+    fn embeds_are_suppressed_unless_previews_are_allowed() {
+        // Discord's documented bit: SUPPRESS_EMBEDS = 1 << 2.
+        assert_eq!(message_flags(false).bits(), 1 << 2);
+        assert_eq!(message_flags(true).bits(), 0);
     }
 
     #[test]

@@ -193,6 +193,7 @@ async fn run_with(dc: DiscordStandIn, token: &str, access: AccessPolicy) -> Runn
         api_url: dc.api_url(),
         access,
         relay: relay(),
+        link_previews: false,
     };
     let Started { task } = start(settings, ctx, &board, cancel.clone()).unwrap();
     Running {
@@ -306,6 +307,7 @@ fn settings_debug_hides_the_token() {
         api_url: DEFAULT_API_URL.into(),
         access: AccessPolicy::default(),
         relay: RelayConfig::default(),
+        link_previews: false,
     };
     let shown = format!("{s:?}");
     assert!(!shown.contains("discord-test"), "{shown}");
@@ -542,6 +544,7 @@ async fn an_unreachable_api_is_retried_with_backoff() {
         api_url: format!("http://{closed}"),
         access: open(),
         relay: relay(),
+        link_previews: false,
     };
     let ctx = ChannelContext {
         backend,

@@ -62,6 +62,9 @@ pub struct TelegramSettings {
     pub access: AccessPolicy,
     pub mode: Mode,
     pub relay: RelayConfig,
+    /// Let Telegram show previews of the links in answers. Off by default: Telegram fetches a
+    /// previewed link, so an answer could make it send data to any address unclicked.
+    pub link_previews: bool,
 }
 
 impl std::fmt::Debug for TelegramSettings {
@@ -77,6 +80,7 @@ impl std::fmt::Debug for TelegramSettings {
                     Mode::Webhook { url, .. } => format!("webhook ({url})"),
                 },
             )
+            .field("link_previews", &self.link_previews)
             .finish()
     }
 }
@@ -456,6 +460,7 @@ impl Channel {
             thread: message.thread_id.filter(|_| message.is_topic_message),
             token: self.settings.token.clone(),
             plain: Default::default(),
+            link_previews: self.settings.link_previews,
         };
         Some((inbound, sink))
     }
@@ -513,6 +518,7 @@ mod tests {
                 secret: "s3cr3t".into(),
             },
             relay: RelayConfig::default(),
+            link_previews: false,
         };
         let shown = format!("{s:?}");
         assert!(

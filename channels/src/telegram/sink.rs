@@ -26,6 +26,9 @@ pub struct TelegramSink {
     /// Set once Telegram refused this answer's formatting: the rest of it goes as plain text
     /// (no second failed call per edit).
     pub(crate) plain: AtomicBool,
+    /// Let Telegram preview the links (it fetches them); otherwise every message is sent and
+    /// edited with `link_preview_options.is_disabled`.
+    pub(crate) link_previews: bool,
 }
 
 /// Removes the token from an error's text.
@@ -79,10 +82,10 @@ impl TelegramSink {
     }
 
     async fn send_as(&self, text: &str, html: bool) -> Result<MessageId, RequestError> {
-        let mut request = self
-            .bot
-            .send_message(self.chat, text)
-            .link_preview_options(no_preview());
+        let mut request = self.bot.send_message(self.chat, text);
+        if !self.link_previews {
+            request = request.link_preview_options(no_preview());
+        }
         if html {
             request = request.parse_mode(ParseMode::Html);
         }
@@ -97,10 +100,10 @@ impl TelegramSink {
     }
 
     async fn edit_as(&self, id: MessageId, text: &str, html: bool) -> Result<(), RequestError> {
-        let mut request = self
-            .bot
-            .edit_message_text(self.chat, id, text)
-            .link_preview_options(no_preview());
+        let mut request = self.bot.edit_message_text(self.chat, id, text);
+        if !self.link_previews {
+            request = request.link_preview_options(no_preview());
+        }
         if html {
             request = request.parse_mode(ParseMode::Html);
         }
