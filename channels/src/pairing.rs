@@ -7,9 +7,11 @@ use std::time::Duration;
 pub const CODE_ALPHABET: &[u8; 31] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 /// Characters in a code.
 pub const CODE_LEN: usize = 8;
-/// How long a code stays valid.
-pub const CODE_TTL: Duration = Duration::from_secs(3600);
-/// Most unexpired codes a channel has at once.
+/// How long a code stays valid. Short, because a channel has few codes waiting
+/// ([`MAX_PENDING_PER_CHANNEL`]): strangers who never get approved free their places soon.
+pub const CODE_TTL: Duration = Duration::from_secs(10 * 60);
+/// Most unexpired codes one channel has at once (each channel counts its own). A sender holds at
+/// most one: asking again re-sends the same code.
 pub const MAX_PENDING_PER_CHANNEL: u32 = 3;
 
 /// A fresh code from the operating system's CSPRNG, uniform over [`CODE_ALPHABET`].
@@ -42,8 +44,9 @@ pub fn is_code(code: &str) -> bool {
 /// What an unknown sender is told.
 pub fn pairing_message(channel: &str, code: &str) -> String {
     format!(
-        "I don't know you yet, so I can't answer. Your pairing code is **{code}** (valid for one \
-         hour). Ask the owner of this bot to approve it:\n\n`open-clanker pairing approve {channel} {code}`"
+        "I don't know you yet, so I can't answer. Your pairing code is **{code}** (valid for {} \
+         minutes). Ask the owner of this bot to approve it:\n\n`open-clanker pairing approve {channel} {code}`",
+        CODE_TTL.as_secs() / 60
     )
 }
 
@@ -87,10 +90,11 @@ mod tests {
     }
 
     #[test]
-    fn codes_live_an_hour_and_three_wait_at_most() {
-        assert_eq!(CODE_TTL, Duration::from_secs(3600));
+    fn codes_live_ten_minutes_and_three_wait_at_most() {
+        assert_eq!(CODE_TTL, Duration::from_secs(600));
         assert_eq!(MAX_PENDING_PER_CHANNEL, 3);
         let text = pairing_message("telegram", "ABCD2345");
         assert!(text.contains("open-clanker pairing approve telegram ABCD2345"));
+        assert!(text.contains("valid for 10 minutes"), "{text}");
     }
 }

@@ -599,3 +599,90 @@ async fn answers_suppress_link_previews_unless_allowed() {
         }
     }
 }
+
+/// Each channel has its own few pairing places, a stranger holds at most one, and an unanswered
+/// code lapses after ten minutes: strangers filling Telegram's places block neither Discord nor,
+/// for long, anyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_places_are_per_channel_one_per_sender_and_short_lived() {
+    const TG_TOKEN: &str = "123456:TEST-token_abcdefghij";
+    let tg = telegram::spawn(TG_TOKEN).await.unwrap();
+    let tg_api = tg.api_url();
+    let s = setup(&[
+        ("TELEGRAM_BOT_TOKEN", TG_TOKEN),
+        ("OPEN_CLANKER_TELEGRAM_API_URL", tg_api.as_str()),
+    ])
+    .await;
+    assert!(
+        tg.wait_until(WAIT, |t| !t.calls_of("getUpdates").is_empty())
+            .await
+    );
+    let tg_texts =
+        |chat: i64| -> Vec<String> { tg.messages(chat).into_iter().map(|m| m.text).collect() };
+    let tg_wait = |chat: i64, n: usize| {
+        let tg = &tg;
+        async move {
+            assert!(
+                tg.wait_until(WAIT, |t| t.messages(chat).len() >= n).await,
+                "chat {chat}: {:#?}",
+                tg.messages(chat)
+            );
+        }
+    };
+
+    // Three strangers take Telegram's three places.
+    let mut codes = Vec::new();
+    for id in [101, 102, 103] {
+        tg.push_text(id, id, "hello?");
+    }
+    for id in [101, 102, 103] {
+        tg_wait(id, 1).await;
+        let text = &tg_texts(id)[0];
+        assert!(text.contains("valid for 10 minutes"), "{text}");
+        codes.push(code_in(text));
+    }
+    // A fourth is asked to try again later.
+    tg.push_text(104, 104, "me too");
+    tg_wait(104, 1).await;
+    assert!(
+        tg_texts(104)[0].contains("too many pairing requests"),
+        "{:?}",
+        tg_texts(104)
+    );
+    // One of the three asking again gets the same code, not a second place.
+    tg.push_text(101, 101, "still waiting");
+    tg_wait(101, 2).await;
+    assert_eq!(code_in(&tg_texts(101)[1]), codes[0]);
+    // Discord has places of its own.
+    s.dc.push_dm(77, "hello from discord");
+    let messages = s.settled(discord::dm_channel_id(77), 1).await;
+    let discord_code = code_in(&messages[0].content);
+    assert!(
+        messages[0].content.contains("valid for 10 minutes"),
+        "{}",
+        messages[0].content
+    );
+
+    // Four codes wait, each lapsing within ten minutes.
+    let (ok, out, err) = s.cli(&["pairing", "list"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for code in codes.iter().chain([&discord_code]) {
+        assert!(out.contains(code.as_str()), "{code} missing: {out}");
+    }
+    for line in lines {
+        let minutes: u64 = line
+            .rsplit("expires in ")
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no expiry in {line:?}"));
+        assert!(minutes <= 10, "{line}");
+    }
+    assert_eq!(
+        s.provider.request_count(),
+        0,
+        "no stranger reached the model"
+    );
+}

@@ -457,7 +457,7 @@ impl AccessStore for Store {
         else {
             txn.rollback().await.map_err(db_error)?;
             return Err(AccessError::NotFound(format!(
-                "no pending pairing code {:?} on {channel} (codes expire after an hour; \
+                "no pending pairing code {:?} on {channel} (codes expire after a few minutes; \
                  `open-clanker pairing list` shows the pending ones)",
                 truncate_chars(&code, 16)
             )));

@@ -148,6 +148,45 @@ async fn pairing_codes_are_capped_reused_and_approved_once() {
     );
 }
 
+/// Strangers who fill one channel's places block no other channel, and none of them can hold a
+/// second place: asking again, even when the channel is full, gives back the same code.
+#[tokio::test]
+async fn the_cap_is_per_channel_and_a_sender_holds_one_code() {
+    let (store, _dir, _) = temp_store().await;
+    let later = now_ms() + 10 * 60_000;
+    for (sender, code) in [("1", "AAAA2345"), ("2", "BBBB2345"), ("3", "CCCC2345")] {
+        store
+            .create_pairing(pairing("telegram", sender, code, later), 3)
+            .await
+            .unwrap();
+    }
+    let full = store
+        .create_pairing(pairing("telegram", "4", "DDDD2345", later), 3)
+        .await
+        .unwrap_err();
+    assert!(matches!(full, AccessError::TooManyPending(_)), "{full:?}");
+    for (sender, code) in [("1", "AAAA2345"), ("2", "BBBB2345"), ("3", "CCCC2345")] {
+        let again = store
+            .create_pairing(pairing("telegram", sender, "ZZZZ2345", later), 3)
+            .await
+            .unwrap();
+        assert_eq!(again.code, code, "sender {sender} got a second code");
+    }
+    assert_eq!(
+        store.list_pairings(Some("telegram")).await.unwrap().len(),
+        3
+    );
+    // Discord counts its own: the same ids (and codes) are free there.
+    for (sender, code) in [("4", "DDDD2345"), ("1", "AAAA2345"), ("5", "EEEE2345")] {
+        let p = store
+            .create_pairing(pairing("discord", sender, code, later), 3)
+            .await
+            .unwrap();
+        assert_eq!((p.channel.as_str(), p.code.as_str()), ("discord", code));
+    }
+    assert_eq!(store.list_pairings(None).await.unwrap().len(), 6);
+}
+
 #[tokio::test]
 async fn expired_codes_are_void_and_free_their_slot() {
     let (store, _dir, url) = temp_store().await;
