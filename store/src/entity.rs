@@ -76,3 +76,24 @@ pub(crate) mod messages {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The `store_probe` table: one row the writer rewrites to learn whether the store can write
+/// again after it could not (see `writer::probe`).
+pub(crate) mod store_probe {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "store_probe")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i64,
+        pub written_at: i64,
+        #[sea_orm(column_type = "Blob")]
+        pub payload: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -11,6 +11,7 @@
 
 mod access;
 mod entity;
+mod lock;
 mod migration;
 mod usage;
 mod writer;
@@ -51,6 +52,13 @@ const TITLE_MAX_CHARS: usize = 60;
 /// The file name of the default SQLite database inside a data directory.
 const SQLITE_FILE_NAME: &str = "open-clanker.db";
 
+/// The stop reason of an answer still streaming, stored (marked interrupted) by
+/// [`Store::start_answer`] until [`Store::finish_answer`] stores its end.
+pub const STREAMING: &str = "streaming";
+/// The stop reason [`Store::connect_exclusive`] gives an answer the process streaming it left
+/// behind (it was killed, or the machine went down).
+pub const CRASH: &str = "crash";
+
 /// Why a store operation failed. Every message is safe to show: none contains a password.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,6 +77,14 @@ pub enum StoreError {
     /// A page token was not produced by this store or has been tampered with.
     #[error("invalid page token: {0}")]
     InvalidPageToken(String),
+    /// Another process has the SQLite database open with [`Store::connect_exclusive`].
+    #[error("another gateway is using {dir} ({holder})")]
+    InUse {
+        /// The directory of the database file.
+        dir: String,
+        /// `pid N` of the process holding it (`pid unknown` when it cannot be read).
+        holder: String,
+    },
 }
 
 impl From<DbErr> for StoreError {
@@ -128,6 +144,8 @@ pub struct Store {
     backend: &'static str,
     /// Sessions and messages are written by one task, in batches ([`writer`]).
     writer: writer::Writer,
+    /// Held while any clone of a store opened with [`Store::connect_exclusive`] lives.
+    _lock: Option<std::sync::Arc<lock::FileLock>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -187,7 +205,37 @@ impl Store {
             db,
             backend,
             writer,
+            _lock: None,
         })
+    }
+
+    /// Opens the store like [`Store::connect`] for the one process that serves it.
+    ///
+    /// For a SQLite file it first takes the lock file beside it (`<file>.lock`),
+    /// held until the last clone of the store is dropped: a second process gets
+    /// [`StoreError::InUse`] naming the holder's pid. Then answers left streaming by a process that
+    /// died ([`STREAMING`]) get the stop reason [`CRASH`] (they are already marked interrupted).
+    /// An in-memory database is private anyway; a PostgreSQL database may be shared by several
+    /// gateways, so it is neither locked nor swept.
+    pub async fn connect_exclusive(url: &str) -> Result<Store, StoreError> {
+        let file = sqlite_file(url)?;
+        let lock = file
+            .as_deref()
+            .map(lock::acquire)
+            .transpose()?
+            .map(std::sync::Arc::new);
+        let mut store = Store::connect(url).await?;
+        if lock.is_some() {
+            store._lock = lock;
+            let swept = store.mark_crashed_answers().await?;
+            if swept > 0 {
+                tracing::info!(
+                    answers = swept,
+                    "answers cut off when the gateway last stopped abruptly are marked interrupted (stop reason \"crash\")"
+                );
+            }
+        }
+        Ok(store)
     }
 
     /// The default SQLite URL for a data directory: `<dir>/open-clanker.db` (with `mode=rwc`).
@@ -215,6 +263,14 @@ impl Store {
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await.map_err(StoreError::from)
+    }
+
+    /// Why the store cannot write, when the last write the database was asked for failed (a full
+    /// disk, a read-only file, a lock held by another process); `None` when it can. While it
+    /// cannot, the store retries a small write every 2 seconds, so this clears by itself once the
+    /// cause is gone.
+    pub fn write_error(&self) -> Option<String> {
+        self.writer.health().error()
     }
 
     /// Checks the database file for corruption (`PRAGMA integrity_check` on SQLite; PostgreSQL
@@ -280,6 +336,64 @@ impl Store {
             writer::Written::Both(session, message) => Ok((session, message)),
             _ => Err(writer_mismatch()),
         }
+    }
+
+    /// Stores the beginning of an answer that is still streaming, so that a crash does not lose
+    /// it: counted in its session, with the status interrupted and the stop reason [`STREAMING`]
+    /// (whatever `message` says), without cost or usage yet. [`Store::update_answer`] stores more
+    /// of it, [`Store::finish_answer`] its end, in the same row.
+    pub async fn start_answer(&self, mut message: NewMessage) -> Result<StoredMessage, StoreError> {
+        message.status = MessageStatus::Interrupted;
+        message.stop_reason = Some(STREAMING.to_owned());
+        message.cost_micros = 0;
+        match self.writer.write(writer::Op::StartAnswer(message)).await? {
+            writer::Written::Message(message) => Ok(message),
+            _ => Err(writer_mismatch()),
+        }
+    }
+
+    /// Replaces the text of an answer begun with [`Store::start_answer`] while it streams (never
+    /// once it is finished).
+    pub async fn update_answer(&self, id: i64, content: String) -> Result<(), StoreError> {
+        match self
+            .writer
+            .write(writer::Op::UpdateAnswer { id, content })
+            .await?
+        {
+            writer::Written::Done => Ok(()),
+            _ => Err(writer_mismatch()),
+        }
+    }
+
+    /// Stores the end of an answer begun with [`Store::start_answer`] (`id`, created at
+    /// `created_at_ms`) in its row: text, status, stop reason, usage and cost; the cost goes to the
+    /// session and the day's ledger as with [`Store::append_message`]. If the row is gone (the
+    /// session was reset meanwhile) the answer is appended instead.
+    pub async fn finish_answer(
+        &self,
+        id: i64,
+        created_at_ms: i64,
+        message: NewMessage,
+    ) -> Result<StoredMessage, StoreError> {
+        let op = writer::Op::FinishAnswer {
+            id,
+            created_at_ms,
+            message,
+        };
+        match self.writer.write(op).await? {
+            writer::Written::Message(message) => Ok(message),
+            _ => Err(writer_mismatch()),
+        }
+    }
+
+    /// Gives the answers left [`STREAMING`] the stop reason [`CRASH`]; how many.
+    async fn mark_crashed_answers(&self) -> Result<u64, StoreError> {
+        let done = messages::Entity::update_many()
+            .col_expr(messages::Column::StopReason, Expr::value(CRASH))
+            .filter(messages::Column::StopReason.eq(STREAMING))
+            .exec(&self.db)
+            .await?;
+        Ok(done.rows_affected)
     }
 
     /// The session with this id, if any.
@@ -519,6 +633,19 @@ fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
+/// The database file of a `sqlite:` URL; `None` for an in-memory database or another backend.
+fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    use sea_orm::sqlx::sqlite::SqliteConnectOptions;
+    let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or("");
+    if !scheme.eq_ignore_ascii_case("sqlite") || is_sqlite_memory(url) {
+        return Ok(None);
+    }
+    let parsed: SqliteConnectOptions = url
+        .parse()
+        .map_err(|err| StoreError::InvalidUrl(format!("{err}")))?;
+    Ok(Some(parsed.get_filename().to_path_buf()))
+}
+
 /// Connect options for a `sqlite:` URL; creates the parent directory of a database file.
 async fn sqlite_options(url: &str) -> Result<ConnectOptions, StoreError> {
     use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -553,6 +680,7 @@ async fn sqlite_options(url: &str) -> Result<ConnectOptions, StoreError> {
         options
             .max_connections(SQLITE_FILE_MAX_CONNECTIONS)
             .min_connections(1);
+        options.map_sqlx_sqlite_pool_opts(|pool| pool.after_release(discard_if_in_transaction));
         options.map_sqlx_sqlite_opts(|opts| {
             opts.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -566,6 +694,36 @@ async fn sqlite_options(url: &str) -> Result<ConnectOptions, StoreError> {
         });
     }
     Ok(options)
+}
+
+/// Keeps a SQLite connection out of the pool when it comes back still in a transaction.
+///
+/// SQLite rolls a whole transaction back by itself when a statement or the `COMMIT` fails with
+/// `SQLITE_FULL`, `SQLITE_IOERR` or `SQLITE_NOMEM` (a full disk). The `ROLLBACK` that follows
+/// then fails ("no transaction is active"), so sqlx still counts the connection as inside a
+/// transaction: its next `BEGIN` becomes a `SAVEPOINT`, whose commit commits nothing and whose
+/// rollback leaves SQLite's transaction open, holding the write lock for good ("database is
+/// locked" for every other connection until a restart). A connection in that state is closed
+/// instead (closing it ends whatever SQLite still has open) and the pool opens a fresh one.
+fn discard_if_in_transaction(
+    conn: &mut sea_orm::sqlx::SqliteConnection,
+    _: sea_orm::sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<bool, sea_orm::sqlx::Error>> + Send + '_>> {
+    use sea_orm::sqlx::Connection as _;
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        // A transaction dropped without commit queues its rollback: let it run first.
+        conn.ping().await?;
+        if conn.is_in_transaction() {
+            tracing::debug!(
+                "a database connection came back inside a failed transaction; closing it"
+            );
+            return Ok(false);
+        }
+        Ok(true)
+    })
 }
 
 /// Connect options for a `postgres://` URL.

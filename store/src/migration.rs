@@ -2,7 +2,7 @@
 //! everything is built with sea-query, no backend-specific SQL.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{big_integer, big_pk_auto, string, string_null, text};
+use sea_orm_migration::schema::{big_integer, big_pk_auto, blob, string, string_null, text};
 
 /// All migrations, oldest first. Never edit a released migration: add a new one.
 pub(crate) struct Migrator;
@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSessionsAndMessages),
             Box::new(crate::access::CreateChannelAccess),
             Box::new(crate::usage::AddSpend),
+            Box::new(CreateStoreProbe),
         ]
     }
 }
@@ -149,5 +150,51 @@ impl MigrationTrait for CreateSessionsAndMessages {
     fn use_transaction(&self) -> Option<bool> {
         // SQLite and PostgreSQL both have transactional DDL: a failed first run leaves nothing behind.
         Some(true)
+    }
+}
+
+#[derive(DeriveIden)]
+enum StoreProbe {
+    Table,
+    Id,
+    WrittenAt,
+    Payload,
+}
+
+/// `store_probe`: one row the writer rewrites, while the store cannot write, to notice when it
+/// can again (`writer::probe`).
+struct CreateStoreProbe;
+
+impl MigrationName for CreateStoreProbe {
+    fn name(&self) -> &str {
+        "m20251126_000001_create_store_probe"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateStoreProbe {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(StoreProbe::Table)
+                    .if_not_exists()
+                    .col(big_integer(StoreProbe::Id).primary_key())
+                    .col(big_integer(StoreProbe::WrittenAt))
+                    .col(blob(StoreProbe::Payload))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(StoreProbe::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -536,8 +536,8 @@ async fn reopening_keeps_data_and_migrations_run_once() {
         .expect("a row");
     let applied: i64 = row.try_get_by_index(0).unwrap();
     // Each migration is recorded once, however often the store was opened: the initial schema,
-    // channel access, and spend.
-    assert_eq!(applied, 3);
+    // channel access, spend, and the write probe.
+    assert_eq!(applied, 4);
 }
 
 #[tokio::test]
@@ -855,4 +855,192 @@ async fn the_wal_stays_bounded_under_steady_writes() {
         9600
     );
     assert!(largest < 28 << 20, "the WAL grew to {largest} bytes");
+}
+
+fn answer(session_id: &str, content: &str) -> NewMessage {
+    NewMessage {
+        provider: Some("anthropic".to_owned()),
+        model: Some("m".to_owned()),
+        ..message(session_id, Role::Assistant, content)
+    }
+}
+
+#[tokio::test]
+async fn an_answer_is_checkpointed_and_finished_in_one_row() {
+    let (store, _dir, _url) = temp_store().await;
+    let s = store.create_session(None, "").await.unwrap();
+    append(&store, &s.id, Role::User, "hi").await;
+
+    let begun = store.start_answer(answer(&s.id, "tok0")).await.unwrap();
+    assert_eq!(begun.status, MessageStatus::Interrupted);
+    assert_eq!(
+        begun.stop_reason.as_deref(),
+        Some(open_clanker_store::STREAMING)
+    );
+    store
+        .update_answer(begun.id, "tok0 tok1".into())
+        .await
+        .unwrap();
+    let history = store.history(&s.id, 0, None).await.unwrap().items;
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].content, "tok0 tok1");
+    assert_eq!(history[1].status, MessageStatus::Interrupted);
+    // Counted in its session at once; no usage before it ends.
+    assert_eq!(
+        store
+            .get_session(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .message_count,
+        2
+    );
+    let day = open_clanker_store::utc_day(now_ms());
+    assert!(store.usage_on(&day).await.unwrap().is_empty());
+
+    let whole = NewMessage {
+        usage: Usage {
+            input_tokens: 3,
+            output_tokens: 4,
+        },
+        stop_reason: Some("end_turn".into()),
+        cost_micros: 7,
+        ..answer(&s.id, "tok0 tok1 tok2 tok3")
+    };
+    let done = store
+        .finish_answer(begun.id, begun.created_at_ms, whole)
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.id, done.created_at_ms),
+        (begun.id, begun.created_at_ms)
+    );
+    let history = store.history(&s.id, 0, None).await.unwrap().items;
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1], done);
+    assert_eq!(history[1].status, MessageStatus::Complete);
+    let session = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!((session.message_count, session.cost_micros), (2, 7));
+    let usage = store.usage_on(&day).await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(
+        (usage[0].turns, usage[0].output_tokens, usage[0].cost_micros),
+        (1, 4, 7)
+    );
+    // A late checkpoint never overwrites the finished answer.
+    store.update_answer(begun.id, "stale".into()).await.unwrap();
+    let history = store.history(&s.id, 0, None).await.unwrap().items;
+    assert_eq!(history[1].content, "tok0 tok1 tok2 tok3");
+}
+
+#[tokio::test]
+async fn an_answer_whose_session_was_reset_while_it_streamed_is_appended() {
+    let (store, _dir, _url) = temp_store().await;
+    let s = store.create_session(None, "").await.unwrap();
+    append(&store, &s.id, Role::User, "hi").await;
+    let begun = store.start_answer(answer(&s.id, "part")).await.unwrap();
+    store.reset_session(&s.id).await.unwrap();
+    let done = store
+        .finish_answer(begun.id, begun.created_at_ms, answer(&s.id, "whole"))
+        .await
+        .unwrap();
+    assert_ne!(done.id, begun.id);
+    let history = store.history(&s.id, 0, None).await.unwrap().items;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].content, "whole");
+    assert_eq!(
+        store
+            .get_session(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .message_count,
+        1
+    );
+    // A deleted session is not found, as with `append_message`.
+    let begun = store.start_answer(answer(&s.id, "part")).await.unwrap();
+    store.delete_session(&s.id).await.unwrap();
+    assert!(matches!(
+        store
+            .finish_answer(begun.id, begun.created_at_ms, answer(&s.id, "whole"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_exclusive_store_locks_its_file_and_marks_answers_left_streaming() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Store::sqlite_url_for_dir(dir.path());
+    let (session, id) = {
+        let store = Store::connect_exclusive(&url).await.unwrap();
+        // Another exclusive opening is refused while this one lives; a plain one is not.
+        match Store::connect_exclusive(&url).await {
+            Err(StoreError::InUse { dir: d, holder }) => {
+                assert_eq!(d, dir.path().display().to_string());
+                assert_eq!(holder, format!("pid {}", std::process::id()));
+            }
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        let plain = Store::connect(&url).await.unwrap();
+        let s = plain.create_session(None, "").await.unwrap();
+        append(&plain, &s.id, Role::User, "hi").await;
+        let begun = store.start_answer(answer(&s.id, "cut")).await.unwrap();
+        (s.id, begun.id)
+    };
+    // The lock went with the store: the next one takes it and sweeps the answer left streaming.
+    let store = Store::connect_exclusive(&url).await.unwrap();
+    let history = store.history(&session, 0, None).await.unwrap().items;
+    assert_eq!(history[1].id, id);
+    assert_eq!(history[1].status, MessageStatus::Interrupted);
+    assert_eq!(
+        history[1].stop_reason.as_deref(),
+        Some(open_clanker_store::CRASH)
+    );
+    assert_eq!(history[1].content, "cut");
+    // In-memory stores take no lock.
+    let a = Store::connect_exclusive("sqlite::memory:").await.unwrap();
+    let b = Store::connect_exclusive("sqlite::memory:").await.unwrap();
+    a.ping().await.unwrap();
+    b.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_write_marks_the_store_unwritable_until_one_commits() {
+    let (store, _dir, url) = temp_store().await;
+    let s = store.create_session(None, "").await.unwrap();
+    assert_eq!(store.write_error(), None);
+    let db = raw(&url).await;
+    db.execute_unprepared(
+        "CREATE TRIGGER refuse BEFORE INSERT ON messages \
+         BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+    )
+    .await
+    .unwrap();
+    let err = store
+        .append_message(message(&s.id, Role::User, "hi"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("disk on fire"), "{err}");
+    let why = store.write_error().expect("not writable");
+    assert!(why.contains("disk on fire"), "{why}");
+    // A write's own fault says nothing about the store.
+    assert!(matches!(
+        store
+            .append_message(message("gone", Role::User, "hi"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.write_error().is_some());
+    // Once the cause is gone the writer's own probe notices, without any other write.
+    db.execute_unprepared("DROP TRIGGER refuse").await.unwrap();
+    let began = std::time::Instant::now();
+    while store.write_error().is_some() {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "still not writable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    append(&store, &s.id, Role::User, "hi").await;
 }
