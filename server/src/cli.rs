@@ -475,6 +475,9 @@ fn print_status(s: &pb::GetStatusResponse) {
         } else {
             println!("store: {}, UNHEALTHY: {}", st.backend, st.error);
         }
+        if !st.writable {
+            println!("store: CANNOT WRITE: {}", st.write_error);
+        }
     }
     if !s.channels.is_empty() {
         println!("channels:");
@@ -520,6 +523,8 @@ fn status_json(s: &pb::GetStatusResponse) -> serde_json::Value {
             "sessions": st.session_count,
             "messages": st.message_count,
             "error": st.error,
+            "writable": st.writable,
+            "write_error": st.write_error,
         })),
         "channels": s.channels.iter().map(|c| serde_json::json!({
             "name": c.name,

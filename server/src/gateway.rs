@@ -25,6 +25,11 @@ use crate::grpc::{ChatApi, GatewayApi, SessionApi};
 pub enum GatewayError {
     #[error("cannot open the store at {location}: {message}")]
     Store { location: String, message: String },
+    #[error("{message}; stop it or set {setting} to another location")]
+    StoreInUse {
+        message: String,
+        setting: &'static str,
+    },
     #[error("cannot set up provider {provider}: {message}")]
     Provider {
         provider: ProviderKind,
@@ -69,6 +74,26 @@ pub async fn open_store(config: &Config) -> Result<Store, GatewayError> {
     })
 }
 
+/// Opens the store for the gateway that serves it: a SQLite file is locked for this process (a
+/// second gateway on it refuses to start) and answers a crash cut off are marked interrupted.
+async fn open_store_exclusive(config: &Config) -> Result<Store, GatewayError> {
+    let (url, shown) = store_location(config);
+    Store::connect_exclusive(&url).await.map_err(|e| match e {
+        open_clanker_store::StoreError::InUse { .. } => GatewayError::StoreInUse {
+            message: e.to_string(),
+            setting: if config.store.database_url.is_some() {
+                "OPEN_CLANKER_DATABASE_URL (store.database_url)"
+            } else {
+                "OPEN_CLANKER_DATA_DIR (store.data_dir)"
+            },
+        },
+        e => GatewayError::Store {
+            location: shown,
+            message: format!("{e} (set store.data_dir / OPEN_CLANKER_DATA_DIR)"),
+        },
+    })
+}
+
 pub fn build_providers(
     config: &Config,
 ) -> Result<HashMap<ProviderKind, ProviderEntry>, GatewayError> {
@@ -104,14 +129,22 @@ async fn health(engine: Arc<Engine>) -> (StatusCode, [(HeaderName, HeaderValue);
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     )];
-    match tokio::time::timeout(crate::grpc::HEALTH_TIMEOUT, engine.store().ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, json, r#"{"status":"ok"}"#.into()),
-        Ok(Err(e)) => (
+    let pinged = tokio::time::timeout(crate::grpc::HEALTH_TIMEOUT, engine.store().ping()).await;
+    match (pinged, engine.store().write_error()) {
+        (Ok(Ok(())), None) => (StatusCode::OK, json, r#"{"status":"ok"}"#.into()),
+        // Reads work but writes do not (a full disk): no turn can be stored, so not ready.
+        (Ok(Ok(())), Some(why)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json,
+            serde_json::json!({"status": "degraded", "store": format!("cannot write: {why}")})
+                .to_string(),
+        ),
+        (Ok(Err(e)), _) => (
             StatusCode::SERVICE_UNAVAILABLE,
             json,
             serde_json::json!({"status": "unavailable", "error": e.to_string()}).to_string(),
         ),
-        Err(_) => (
+        (Err(_), _) => (
             StatusCode::SERVICE_UNAVAILABLE,
             json,
             r#"{"status":"unavailable","error":"the store did not answer in time"}"#.into(),
@@ -123,7 +156,7 @@ async fn health(engine: Arc<Engine>) -> (StatusCode, [(HeaderName, HeaderValue);
 pub async fn run(config: Config) -> Result<(), GatewayError> {
     let started = Instant::now();
     let config = Arc::new(config);
-    let store = open_store(&config).await?;
+    let store = open_store_exclusive(&config).await?;
     let providers = build_providers(&config)?;
     if providers.is_empty() {
         warn!(

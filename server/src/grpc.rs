@@ -352,13 +352,14 @@ impl pb::gateway_service_server::GatewayService for GatewayApi {
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let store = self.engine.store();
-        let store_status = match store.stats().await {
+        let write_error = store.write_error();
+        let mut store_status = match store.stats().await {
             Ok(s) => pb::StoreStatus {
                 backend: s.backend.to_string(),
                 healthy: true,
                 session_count: s.sessions,
                 message_count: s.messages,
-                error: String::new(),
+                ..Default::default()
             },
             Err(e) => pb::StoreStatus {
                 backend: store.backend().to_string(),
@@ -367,6 +368,8 @@ impl pb::gateway_service_server::GatewayService for GatewayApi {
                 ..Default::default()
             },
         };
+        store_status.writable = write_error.is_none();
+        store_status.write_error = write_error.unwrap_or_default();
         let providers = ProviderKind::ALL
             .iter()
             .map(|&kind| {

@@ -62,18 +62,22 @@ class ProviderStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., configured: _Optional[bool] = ..., base_url: _Optional[str] = ..., default_model: _Optional[str] = ...) -> None: ...
 
 class StoreStatus(_message.Message):
-    __slots__ = ("backend", "healthy", "session_count", "message_count", "error")
+    __slots__ = ("backend", "healthy", "session_count", "message_count", "error", "writable", "write_error")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     SESSION_COUNT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    WRITE_ERROR_FIELD_NUMBER: _ClassVar[int]
     backend: str
     healthy: bool
     session_count: int
     message_count: int
     error: str
-    def __init__(self, backend: _Optional[str] = ..., healthy: _Optional[bool] = ..., session_count: _Optional[int] = ..., message_count: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    writable: bool
+    write_error: str
+    def __init__(self, backend: _Optional[str] = ..., healthy: _Optional[bool] = ..., session_count: _Optional[int] = ..., message_count: _Optional[int] = ..., error: _Optional[str] = ..., writable: _Optional[bool] = ..., write_error: _Optional[str] = ...) -> None: ...
 
 class ChannelStatus(_message.Message):
     __slots__ = ("name", "enabled", "connected", "bot_name", "last_error")

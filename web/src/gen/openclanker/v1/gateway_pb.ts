@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file openclanker/v1/gateway.proto.
  */
 export const file_openclanker_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChxvcGVuY2xhbmtlci92MS9nYXRld2F5LnByb3RvEg5vcGVuY2xhbmtlci52MSISChBHZXRTdGF0dXNSZXF1ZXN0IsMCChFHZXRTdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEikKBnVwdGltZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIYChBkZWZhdWx0X3Byb3ZpZGVyGAMgASgJEjEKCXByb3ZpZGVycxgEIAMoCzIeLm9wZW5jbGFua2VyLnYxLlByb3ZpZGVyU3RhdHVzEioKBXN0b3JlGAUgASgLMhsub3BlbmNsYW5rZXIudjEuU3RvcmVTdGF0dXMSLwoIY2hhbm5lbHMYBiADKAsyHS5vcGVuY2xhbmtlci52MS5DaGFubmVsU3RhdHVzEhcKD3NwZW5kX3RvZGF5X3VzZBgHIAEoARIvCgt1c2FnZV90b2RheRgIIAMoCzIaLm9wZW5jbGFua2VyLnYxLk1vZGVsVXNhZ2UiewoKTW9kZWxVc2FnZRIQCghwcm92aWRlchgBIAEoCRINCgVtb2RlbBgCIAEoCRINCgV0dXJucxgDIAEoBBIUCgxpbnB1dF90b2tlbnMYBCABKAQSFQoNb3V0cHV0X3Rva2VucxgFIAEoBBIQCghjb3N0X3VzZBgGIAEoASJbCg5Qcm92aWRlclN0YXR1cxIMCgRuYW1lGAEgASgJEhIKCmNvbmZpZ3VyZWQYAiABKAgSEAoIYmFzZV91cmwYAyABKAkSFQoNZGVmYXVsdF9tb2RlbBgEIAEoCSJsCgtTdG9yZVN0YXR1cxIPCgdiYWNrZW5kGAEgASgJEg8KB2hlYWx0aHkYAiABKAgSFQoNc2Vzc2lvbl9jb3VudBgDIAEoBBIVCg1tZXNzYWdlX2NvdW50GAQgASgEEg0KBWVycm9yGAUgASgJImcKDUNoYW5uZWxTdGF0dXMSDAoEbmFtZRgBIAEoCRIPCgdlbmFibGVkGAIgASgIEhEKCWNvbm5lY3RlZBgDIAEoCBIQCghib3RfbmFtZRgEIAEoCRISCgpsYXN0X2Vycm9yGAUgASgJMmIKDkdhdGV3YXlTZXJ2aWNlElAKCUdldFN0YXR1cxIgLm9wZW5jbGFua2VyLnYxLkdldFN0YXR1c1JlcXVlc3QaIS5vcGVuY2xhbmtlci52MS5HZXRTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration]);
+  fileDesc("ChxvcGVuY2xhbmtlci92MS9nYXRld2F5LnByb3RvEg5vcGVuY2xhbmtlci52MSISChBHZXRTdGF0dXNSZXF1ZXN0IsMCChFHZXRTdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEikKBnVwdGltZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIYChBkZWZhdWx0X3Byb3ZpZGVyGAMgASgJEjEKCXByb3ZpZGVycxgEIAMoCzIeLm9wZW5jbGFua2VyLnYxLlByb3ZpZGVyU3RhdHVzEioKBXN0b3JlGAUgASgLMhsub3BlbmNsYW5rZXIudjEuU3RvcmVTdGF0dXMSLwoIY2hhbm5lbHMYBiADKAsyHS5vcGVuY2xhbmtlci52MS5DaGFubmVsU3RhdHVzEhcKD3NwZW5kX3RvZGF5X3VzZBgHIAEoARIvCgt1c2FnZV90b2RheRgIIAMoCzIaLm9wZW5jbGFua2VyLnYxLk1vZGVsVXNhZ2UiewoKTW9kZWxVc2FnZRIQCghwcm92aWRlchgBIAEoCRINCgVtb2RlbBgCIAEoCRINCgV0dXJucxgDIAEoBBIUCgxpbnB1dF90b2tlbnMYBCABKAQSFQoNb3V0cHV0X3Rva2VucxgFIAEoBBIQCghjb3N0X3VzZBgGIAEoASJbCg5Qcm92aWRlclN0YXR1cxIMCgRuYW1lGAEgASgJEhIKCmNvbmZpZ3VyZWQYAiABKAgSEAoIYmFzZV91cmwYAyABKAkSFQoNZGVmYXVsdF9tb2RlbBgEIAEoCSKTAQoLU3RvcmVTdGF0dXMSDwoHYmFja2VuZBgBIAEoCRIPCgdoZWFsdGh5GAIgASgIEhUKDXNlc3Npb25fY291bnQYAyABKAQSFQoNbWVzc2FnZV9jb3VudBgEIAEoBBINCgVlcnJvchgFIAEoCRIQCgh3cml0YWJsZRgGIAEoCBITCgt3cml0ZV9lcnJvchgHIAEoCSJnCg1DaGFubmVsU3RhdHVzEgwKBG5hbWUYASABKAkSDwoHZW5hYmxlZBgCIAEoCBIRCgljb25uZWN0ZWQYAyABKAgSEAoIYm90X25hbWUYBCABKAkSEgoKbGFzdF9lcnJvchgFIAEoCTJiCg5HYXRld2F5U2VydmljZRJQCglHZXRTdGF0dXMSIC5vcGVuY2xhbmtlci52MS5HZXRTdGF0dXNSZXF1ZXN0GiEub3BlbmNsYW5rZXIudjEuR2V0U3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration]);
 
 /**
  * @generated from message openclanker.v1.GetStatusRequest
@@ -201,6 +201,22 @@ export type StoreStatus = Message<"openclanker.v1.StoreStatus"> & {
    * @generated from field: string error = 5;
    */
   error: string;
+
+  /**
+   * True when the store can write: the last write it was asked for committed (or, after one
+   * failed, its own probe write did; it retries every 2 seconds). False while writes fail, e.g.
+   * on a full disk: then chats fail with UNAVAILABLE and GET /health answers 503 "degraded".
+   *
+   * @generated from field: bool writable = 6;
+   */
+  writable: boolean;
+
+  /**
+   * Why the store cannot write, when it cannot (empty otherwise).
+   *
+   * @generated from field: string write_error = 7;
+   */
+  writeError: string;
 };
 
 /**
