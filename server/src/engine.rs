@@ -13,11 +13,9 @@ use open_clanker_core::{
     ChatBackend, ChatMessage, MessageStatus, ProviderKind, Role, Session, SessionRef,
     StoredMessage, TurnError, TurnEvent, TurnRequest, TurnStarted, TurnStream, Usage,
 };
-use open_clanker_providers::{
-    CompletionRequest, EventStream, Provider, ProviderError, StreamEvent,
-};
+use open_clanker_providers::{CompletionRequest, Provider, ProviderError, StreamEvent};
 use open_clanker_store::{NewMessage, Store, StoreError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -467,28 +465,10 @@ impl ChatBackend for Engine {
             (target, self.system_prompt.clone(), messages)
         };
         let chain = self.chain(kind, entry, model.clone());
-        let (tx, rx) = mpsc::channel(64);
-        let (ack_tx, ack_rx) = oneshot::channel();
-        let turn = Turn {
-            metrics: crate::metrics::TurnMetrics::start(kind.as_str()),
-            store: (!matches!(target, Target::Stateless)).then(|| self.store.clone()),
-            chain,
-            answered_by: 0,
-            system,
-            messages,
-            session_id: String::new(),
-            tx,
-            shutdown: self.shutdown.clone(),
-            prices: self.prices.clone(),
-            day_spend: self.day_spend.clone(),
-            _permit: (permit, share),
-        };
-        // The turn sends the first provider's request at once, while the user's message is
-        // stored here: the provider's time to first token overlaps the store's write. Nothing
-        // reaches the caller before the message is stored (`started` comes first); if storing
-        // fails, the turn is dropped with its request and the caller gets the error.
-        self.tasks
-            .spawn(async move { turn.run(ack_rx).await }.instrument(span.clone()));
+        let stateless = matches!(target, Target::Stateless);
+        // The user's message is committed before the provider is called: a write that fails
+        // (a full disk, a lock held elsewhere) ends the turn here, before any request spends
+        // credits, and the caller gets the store's error.
         let user = |session_id: String| NewMessage {
             session_id,
             role: Role::User,
@@ -524,17 +504,32 @@ impl ChatBackend for Engine {
             }
         };
         span.record("session", session_id.as_str());
-        let started = TurnEvent::Started(Box::new(TurnStarted {
+        let (tx, rx) = mpsc::channel(64);
+        // `started` (the stored ids) is the stream's first event; the channel is new and empty.
+        let _ = tx.try_send(TurnEvent::Started(Box::new(TurnStarted {
             session_id: session_id.clone(),
             session_created,
             user_message_id,
             provider: kind.to_string(),
             model,
-        }));
-        let _ = ack_tx.send(Ack {
+        })));
+        let turn = Turn {
+            metrics: crate::metrics::TurnMetrics::start(kind.as_str()),
+            store: (!stateless).then(|| self.store.clone()),
+            chain,
+            answered_by: 0,
+            system,
+            messages,
             session_id,
-            started,
-        });
+            answer: None,
+            tx,
+            shutdown: self.shutdown.clone(),
+            prices: self.prices.clone(),
+            day_spend: self.day_spend.clone(),
+            _permit: (permit, share),
+        };
+        self.tasks
+            .spawn(async move { turn.run().await }.instrument(span.clone()));
         Ok(ReceiverStream::new(rx).boxed())
     }
 
@@ -587,19 +582,10 @@ enum Target {
     Create(Option<String>),
 }
 
-/// What `start_turn` hands the turn once the user's message is stored.
-struct Ack {
-    session_id: String,
-    started: TurnEvent,
-}
-
-/// The first provider's request, sent before the user's message was stored.
-enum Opening {
-    /// It has already answered (or failed).
-    Opened(Result<EventStream, ProviderError>),
-    /// Still waiting for the answer's headers.
-    Pending(futures::future::BoxFuture<'static, Result<EventStream, ProviderError>>),
-}
+/// How long streamed text may wait before it is checkpointed (stored while the answer goes on):
+/// at most one write per turn per period, none for an answer done within one, and a `kill -9`
+/// loses at most about this much of an answer.
+const CHECKPOINT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One running turn.
 struct Turn {
@@ -612,6 +598,8 @@ struct Turn {
     system: Option<String>,
     messages: Vec<ChatMessage>,
     session_id: String,
+    /// The answer's row and creation time, once a checkpoint stored its beginning.
+    answer: Option<(i64, i64)>,
     tx: mpsc::Sender<TurnEvent>,
     shutdown: CancellationToken,
     prices: Arc<PriceTable>,
@@ -638,46 +626,53 @@ enum End {
 }
 
 impl Turn {
-    /// The turn's task. Its future is allocated once per open stream and sized by its largest
-    /// state, so the phases around the long wait for the provider's words (opening the stream,
+    /// The turn's task, started once the user's message is stored (and `started` queued for the
+    /// caller). Its future is allocated once per open stream and sized by its largest state, so
+    /// the phases around the long wait for the provider's words (opening the stream, checkpoints,
     /// storing the answer) are boxed: only while they run do they take memory, and an idle
     /// stream's task holds the relay's state alone (docs/BENCHMARKS.md, memory per stream).
-    async fn run(mut self, ack: oneshot::Receiver<Ack>) {
+    async fn run(mut self) {
         let begun = std::time::Instant::now();
-        let Some(first) = Box::pin(self.open(ack)).await else {
-            return;
-        };
         let mut text = String::new();
         let mut usage = Usage::default();
-        let end = self.relay(&mut text, &mut usage, first).await;
+        let end = self.relay(&mut text, &mut usage).await;
         Box::pin(self.finish(begun, end, text, usage)).await;
     }
 
-    /// Sends the first candidate's request at once and waits until the user's message is
-    /// stored; then `started` goes to the caller. `None` when the message was not stored: the
-    /// caller gets the store's error, and dropping the request cancels it.
-    async fn open(&mut self, ack: oneshot::Receiver<Ack>) -> Option<Opening> {
-        let first = &self.chain[0];
-        let client = first.client.clone();
-        let request = self.request(first);
-        let mut opening: futures::future::BoxFuture<'static, _> =
-            Box::pin(async move { client.stream(request).await });
-        let mut opened = None;
-        let mut ack = ack;
-        let ack = loop {
-            tokio::select! {
-                ack = &mut ack => break ack,
-                r = &mut opening, if opened.is_none() => opened = Some(r),
-            }
+    /// Stores what has arrived of the answer while it streams, through the store's writer: the
+    /// first time as a new message marked interrupted (stop reason `streaming`), then by updating
+    /// that row. A failure only costs the checkpoint; the turn goes on.
+    async fn checkpoint(&mut self, c: &Candidate, text: &str) {
+        let Some(store) = &self.store else {
+            return;
         };
-        let ack = ack.ok()?;
-        self.session_id = ack.session_id;
-        // The caller may already be gone; the user's message is stored either way.
-        let _ = self.tx.send(ack.started).await;
-        Some(match opened {
-            Some(result) => Opening::Opened(result),
-            None => Opening::Pending(opening),
-        })
+        let span = tracing::info_span!("store.checkpoint_answer", chars = text.len());
+        let result = match self.answer {
+            Some((id, _)) => {
+                store
+                    .update_answer(id, text.to_owned())
+                    .instrument(span)
+                    .await
+            }
+            None => store
+                .start_answer(NewMessage {
+                    session_id: self.session_id.clone(),
+                    role: Role::Assistant,
+                    content: text.to_owned(),
+                    provider: Some(c.kind.to_string()),
+                    model: Some(c.model.clone()),
+                    usage: Usage::default(),
+                    status: MessageStatus::Interrupted,
+                    stop_reason: None,
+                    cost_micros: 0,
+                })
+                .instrument(span)
+                .await
+                .map(|m| self.answer = Some((m.id, m.created_at_ms))),
+        };
+        if let Err(e) = result {
+            debug!(error = %e, "could not checkpoint the answer; it is stored when it ends");
+        }
     }
 
     /// Stores the answer (whole or partial) and sends the caller its last event.
@@ -718,17 +713,17 @@ impl Turn {
             };
             self.day_spend.add(cost_micros).await;
             crate::metrics::record_cost(answered.kind.as_str(), &answered.model, usd(cost_micros));
-            let stored = match &self.store {
-                Some(store) => {
+            let span = tracing::info_span!("store.append_message", role = "assistant");
+            let stored = match (&self.store, self.answer) {
+                // Checkpointed while it streamed: its row gets the whole answer.
+                (Some(store), Some((id, created_at_ms))) => {
                     store
-                        .append_message(message)
-                        .instrument(tracing::info_span!(
-                            "store.append_message",
-                            role = "assistant"
-                        ))
+                        .finish_answer(id, created_at_ms, message)
+                        .instrument(span)
                         .await
                 }
-                None => Ok(unstored(message)),
+                (Some(store), None) => store.append_message(message).instrument(span).await,
+                (None, _) => Ok(unstored(message)),
             };
             match stored {
                 Ok(m) => Some(m),
@@ -793,14 +788,13 @@ impl Turn {
     /// Streams the answer to the caller. A provider that fails before its first token with a
     /// transient error (429, 5xx, timeout, broken stream) hands the turn to the next candidate;
     /// after the first token a failure ends the turn.
-    async fn relay(&mut self, text: &mut String, usage: &mut Usage, first: Opening) -> End {
+    async fn relay(&mut self, text: &mut String, usage: &mut Usage) -> End {
         let mut index = 0;
-        let mut first = Some(first);
         loop {
             self.answered_by = index;
             let candidate = self.chain[index].clone();
             let end = self
-                .relay_one(&candidate, text, usage, first.take())
+                .relay_one(&candidate, text, usage)
                 .instrument(tracing::info_span!(
                     "provider.stream",
                     provider = %candidate.kind,
@@ -844,18 +838,8 @@ impl Turn {
         }
     }
 
-    async fn relay_one(
-        &self,
-        c: &Candidate,
-        text: &mut String,
-        usage: &mut Usage,
-        opening: Option<Opening>,
-    ) -> Attempt {
-        let opening = match opening {
-            Some(Opening::Opened(result)) => Box::pin(futures::future::ready(result)),
-            Some(Opening::Pending(future)) => future,
-            None => c.client.stream(self.request(c)),
-        };
+    async fn relay_one(&mut self, c: &Candidate, text: &mut String, usage: &mut Usage) -> Attempt {
+        let opening = c.client.stream(self.request(c));
         let mut events = tokio::select! {
             r = opening => match r {
                 Ok(s) => s,
@@ -864,11 +848,21 @@ impl Turn {
             _ = self.tx.closed() => return Attempt::Ended(End::CallerGone),
             _ = self.shutdown.cancelled() => return Attempt::Ended(End::Shutdown),
         };
+        // Armed by text not stored yet: the checkpoint that stores it (boxed: nothing while
+        // disarmed, so idle streams stay small).
+        let mut checkpoint: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             let next = tokio::select! {
-                next = events.next() => next,
+                next = events.next() => Some(next),
                 _ = self.tx.closed() => return Attempt::Ended(End::CallerGone),
                 _ = self.shutdown.cancelled() => return Attempt::Ended(End::Shutdown),
+                _ = async { if let Some(due) = checkpoint.as_mut() { due.await } },
+                    if checkpoint.is_some() => None,
+            };
+            let Some(next) = next else {
+                checkpoint = None;
+                Box::pin(self.checkpoint(c, text)).await;
+                continue;
             };
             match next {
                 Some(Ok(StreamEvent::TextDelta(delta))) => {
@@ -876,6 +870,9 @@ impl Turn {
                         continue;
                     }
                     text.push_str(&delta);
+                    if checkpoint.is_none() && self.store.is_some() {
+                        checkpoint = Some(Box::pin(tokio::time::sleep(CHECKPOINT_AFTER)));
+                    }
                     self.metrics.first_token(c.kind.as_str());
                     if !self.emit(TurnEvent::Delta(delta)).await {
                         return Attempt::Ended(End::CallerGone);
@@ -906,6 +903,7 @@ impl Turn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use open_clanker_providers::EventStream;
 
     #[tokio::test]
     async fn chat_channel_senders_are_rate_limited_per_key() {
@@ -942,10 +940,11 @@ mod tests {
         }
     }
 
-    /// A provider that answers "a", "b" (or never, when `hang`), counting the answers it
-    /// started and those dropped.
+    /// A provider that answers "a", "b" (or never, when `hang`), `pause` between them, counting
+    /// the answers it started and those dropped.
     struct Fake {
         hang: bool,
+        pause: std::time::Duration,
         opened: Arc<std::sync::atomic::AtomicUsize>,
         dropped: Arc<std::sync::atomic::AtomicUsize>,
     }
@@ -975,10 +974,13 @@ mod tests {
                     StreamEvent::Done { stop_reason: None },
                 ]
             };
-            let hang = self.hang;
+            let (hang, pause) = (self.hang, self.pause);
             Ok(futures::stream::unfold(
                 (guard, events.into_iter()),
                 move |(guard, mut events)| async move {
+                    if !pause.is_zero() && events.len() == 2 {
+                        tokio::time::sleep(pause).await;
+                    }
                     match events.next() {
                         Some(e) => Some((Ok(e), (guard, events))),
                         None if hang => futures::future::pending().await,
@@ -998,6 +1000,18 @@ mod tests {
         Arc<std::sync::atomic::AtomicUsize>,
         Arc<std::sync::atomic::AtomicUsize>,
     ) {
+        engine_with_pause(store, hang, std::time::Duration::ZERO).await
+    }
+
+    async fn engine_with_pause(
+        store: Store,
+        hang: bool,
+        pause: std::time::Duration,
+    ) -> (
+        Engine,
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
         let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut providers = HashMap::new();
@@ -1006,6 +1020,7 @@ mod tests {
             ProviderEntry {
                 client: Arc::new(Fake {
                     hang,
+                    pause,
                     opened: opened.clone(),
                     dropped: dropped.clone(),
                 }),
@@ -1030,8 +1045,7 @@ mod tests {
         }
     }
 
-    /// The provider is asked while the user's message is stored, but the caller sees `started`
-    /// (the message is stored) before any of the answer.
+    /// The caller sees `started` (the message is stored) before any of the answer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn started_comes_before_the_answer_and_both_messages_are_stored() {
         let store = Store::connect("sqlite::memory:").await.unwrap();
@@ -1074,9 +1088,9 @@ mod tests {
     }
 
     /// When the user's message cannot be stored, the caller gets the store's error, nothing is
-    /// streamed, and a provider request already sent is dropped.
+    /// streamed, and the provider is never asked.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_store_write_cancels_the_provider_request() {
+    async fn a_failed_store_write_never_calls_the_provider() {
         use sea_orm::ConnectionTrait as _;
         let dir = tempfile::tempdir().unwrap();
         let url = Store::sqlite_url_for_dir(dir.path());
@@ -1096,24 +1110,105 @@ mod tests {
                 "{err:?}"
             );
         }
-        // Every request that went out is dropped, not left hanging.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let (o, d) = (
-                opened.load(std::sync::atomic::Ordering::SeqCst),
-                dropped.load(std::sync::atomic::Ordering::SeqCst),
-            );
-            if o == d {
-                // The requests do go out before the write fails (the turn starts at once).
-                assert!(o > 0, "no provider request was started");
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{o} opened, {d} dropped"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 0);
         assert_eq!(store.stats().await.unwrap().sessions, 0);
+    }
+
+    /// Counts the updates of `messages` rows (checkpoints and the answers finished in their row)
+    /// in a table of its own, through a second connection.
+    async fn count_message_updates(url: &str) -> sea_orm::DatabaseConnection {
+        use sea_orm::ConnectionTrait as _;
+        let raw = sea_orm::Database::connect(url).await.unwrap();
+        raw.execute_unprepared(
+            "CREATE TABLE updates (n INTEGER NOT NULL); INSERT INTO updates VALUES (0); \
+             CREATE TRIGGER count_updates AFTER UPDATE ON messages \
+             BEGIN UPDATE updates SET n = n + 1; END",
+        )
+        .await
+        .unwrap();
+        raw
+    }
+
+    async fn message_updates(raw: &sea_orm::DatabaseConnection) -> i64 {
+        use sea_orm::ConnectionTrait as _;
+        raw.query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT n FROM updates",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+    }
+
+    /// An answer done within the checkpoint period costs no extra write: it is inserted once, as
+    /// before. One that takes longer is stored while it streams and finished in the same row.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_answers_longer_than_the_checkpoint_period_are_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Store::sqlite_url_for_dir(dir.path());
+        let store = Store::connect(&url).await.unwrap();
+        let raw = count_message_updates(&url).await;
+
+        let (engine, _, _) = engine_with_fake(store.clone(), false).await;
+        let events: Vec<TurnEvent> = engine
+            .start_turn(new_turn("quick"))
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert!(
+            matches!(events.last(), Some(TurnEvent::Completed(_))),
+            "{events:?}"
+        );
+        assert_eq!(
+            message_updates(&raw).await,
+            0,
+            "a quick answer was checkpointed"
+        );
+
+        let pause = CHECKPOINT_AFTER * 2;
+        let (engine, _, _) = engine_with_pause(store.clone(), false, pause).await;
+        let mut turn = engine.start_turn(new_turn("slow")).await.unwrap();
+        let Some(TurnEvent::Started(started)) = turn.next().await else {
+            panic!("no started event");
+        };
+        assert!(matches!(turn.next().await, Some(TurnEvent::Delta(d)) if d == "a"));
+        // While "b" is awaited, "a" is checkpointed: in the history, marked interrupted.
+        let began = std::time::Instant::now();
+        let partial = loop {
+            let history = store
+                .history(&started.session_id, 0, None)
+                .await
+                .unwrap()
+                .items;
+            if let Some(m) = history.get(1) {
+                break m.clone();
+            }
+            assert!(began.elapsed() < pause * 10, "no checkpoint");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(partial.content, "a");
+        assert_eq!(partial.status, MessageStatus::Interrupted);
+        assert_eq!(
+            partial.stop_reason.as_deref(),
+            Some(open_clanker_store::STREAMING)
+        );
+        let rest: Vec<TurnEvent> = turn.collect().await;
+        let Some(TurnEvent::Completed(answer)) = rest.last() else {
+            panic!("{rest:?}");
+        };
+        assert_eq!((answer.id, answer.content.as_str()), (partial.id, "ab"));
+        let history = store
+            .history(&started.session_id, 0, None)
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].status, MessageStatus::Complete);
+        // The checkpoint inserted the row; the end of the answer updated it, once.
+        assert_eq!(message_updates(&raw).await, 1);
     }
 }
