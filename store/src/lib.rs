@@ -386,14 +386,17 @@ impl Store {
         }
     }
 
-    /// Gives the answers left [`STREAMING`] the stop reason [`CRASH`]; how many.
+    /// Gives the answers left [`STREAMING`] the stop reason [`CRASH`]; how many. The values are
+    /// literals, so that the partial index `idx_messages_streaming` serves the search.
     async fn mark_crashed_answers(&self) -> Result<u64, StoreError> {
-        let done = messages::Entity::update_many()
-            .col_expr(messages::Column::StopReason, Expr::value(CRASH))
-            .filter(messages::Column::StopReason.eq(STREAMING))
-            .exec(&self.db)
+        use sea_orm::ConnectionTrait as _;
+        let done = self
+            .db
+            .execute_unprepared(&format!(
+                "UPDATE messages SET stop_reason = '{CRASH}' WHERE stop_reason = '{STREAMING}'"
+            ))
             .await?;
-        Ok(done.rows_affected)
+        Ok(done.rows_affected())
     }
 
     /// The session with this id, if any.

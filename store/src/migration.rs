@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::access::CreateChannelAccess),
             Box::new(crate::usage::AddSpend),
             Box::new(CreateStoreProbe),
+            Box::new(IndexStreamingAnswers),
         ]
     }
 }
@@ -192,6 +193,46 @@ impl MigrationTrait for CreateStoreProbe {
             .drop_table(
                 Table::drop()
                     .table(StoreProbe::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// A partial index of the answers still streaming (`stop_reason = 'streaming'`; a handful at most),
+/// so that the sweep after a crash (`Store::connect_exclusive`) does not read every message at
+/// start-up. Other messages are not in it: inserting them costs nothing more.
+struct IndexStreamingAnswers;
+
+impl MigrationName for IndexStreamingAnswers {
+    fn name(&self) -> &str {
+        "m20251126_000002_index_streaming_answers"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for IndexStreamingAnswers {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_messages_streaming")
+                    .table(Messages::Table)
+                    .col(Messages::StopReason)
+                    .and_where(Expr::col(Messages::StopReason).eq(crate::STREAMING))
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("idx_messages_streaming")
+                    .table(Messages::Table)
                     .if_exists()
                     .to_owned(),
             )

@@ -536,8 +536,8 @@ async fn reopening_keeps_data_and_migrations_run_once() {
         .expect("a row");
     let applied: i64 = row.try_get_by_index(0).unwrap();
     // Each migration is recorded once, however often the store was opened: the initial schema,
-    // channel access, spend, and the write probe.
-    assert_eq!(applied, 4);
+    // channel access, spend, the write probe and the index of answers still streaming.
+    assert_eq!(applied, 5);
 }
 
 #[tokio::test]
@@ -998,6 +998,24 @@ async fn an_exclusive_store_locks_its_file_and_marks_answers_left_streaming() {
         Some(open_clanker_store::CRASH)
     );
     assert_eq!(history[1].content, "cut");
+    // The sweep reads the partial index of answers still streaming, not every message.
+    let plan = raw(&url)
+        .await
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "EXPLAIN QUERY PLAN UPDATE messages SET stop_reason = 'crash' \
+             WHERE stop_reason = 'streaming'",
+        ))
+        .await
+        .unwrap();
+    let plan: Vec<String> = plan
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(3).unwrap())
+        .collect();
+    assert!(
+        plan.iter().any(|p| p.contains("idx_messages_streaming")),
+        "{plan:?}"
+    );
     // In-memory stores take no lock.
     let a = Store::connect_exclusive("sqlite::memory:").await.unwrap();
     let b = Store::connect_exclusive("sqlite::memory:").await.unwrap();
