@@ -187,6 +187,9 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     health_reporter
         .set_serving::<pb::gateway_service_server::GatewayServiceServer<GatewayApi>>()
         .await;
+    health_reporter
+        .set_serving::<pb::access_service_server::AccessServiceServer<crate::access_api::AccessApi>>()
+        .await;
     // Reflection v1 (grpcurl, buf curl) and v1alpha (older clients, grpcio-reflection).
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -222,12 +225,13 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
         })
         .max_decoding_message_size(max_bytes),
     )
-    .add_service(pb::access_service_server::AccessServiceServer::new(
-        crate::access_api::AccessApi {
+    .add_service(
+        pb::access_service_server::AccessServiceServer::new(crate::access_api::AccessApi {
             access: Arc::new(engine.store().clone()),
             config: config.clone(),
-        },
-    ))
+        })
+        .max_decoding_message_size(max_bytes),
+    )
     .add_service(health_service)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha);

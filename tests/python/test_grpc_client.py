@@ -106,10 +106,12 @@ def test_status_health_and_reflection(pb, channel):
 
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
     assert health.status == health_pb2.HealthCheckResponse.SERVING
-    health = health_pb2_grpc.HealthStub(channel).Check(
-        health_pb2.HealthCheckRequest(service="openclanker.v1.ChatService")
-    )
-    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    # Every service of the contract reports its health.
+    for service in ("ChatService", "SessionService", "GatewayService", "AccessService"):
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=f"openclanker.v1.{service}")
+        )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING, service
 
     # grpcio-reflection speaks v1alpha; the gateway serves both v1alpha and v1 (grpcurl, buf curl).
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
