@@ -165,9 +165,17 @@ async fn a_full_disk_degrades_the_gateway_and_it_recovers_without_a_restart() {
     );
 
     // The store says it cannot write, in /health and GetStatus.
-    let (line, body) = health(&gw);
+    let (line, body) = poll(Duration::from_secs(10), "/health degraded", || {
+        let (line, body) = health(&gw);
+        assert!(line.contains("503"), "{line} {body}");
+        if body["status"] == "degraded" {
+            Some((line, body))
+        } else {
+            eprintln!("/health while the disk is full: {line} {body}");
+            None
+        }
+    });
     assert!(line.contains("503"), "{line} {body}");
-    assert_eq!(body["status"], "degraded", "{body}");
     let why = body["store"].as_str().unwrap_or_default();
     assert!(why.starts_with("cannot write"), "{body}");
     assert!(why.contains("full"), "{body}");
