@@ -66,7 +66,8 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         Some(url) if !url.is_empty() && !url.starts_with("http://") => vec![Problem {
             key: "log.otlp_endpoint".into(),
             message: format!(
-                "{url:?} must be a plain http:// URL of an OTLP/gRPC receiver, e.g. \"http://127.0.0.1:4317\" (run a local collector for TLS)"
+                "{:?} must be a plain http:// URL of an OTLP/gRPC receiver, e.g. \"http://127.0.0.1:4317\" (run a local collector for TLS)",
+                open_clanker_core::redact::redact_url(url)
             ),
         }],
         _ => Vec::new(),
@@ -86,7 +87,8 @@ fn service_name() -> String {
 fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, String> {
     if !endpoint.starts_with("http://") {
         return Err(format!(
-            "{endpoint:?} is not a plain http:// URL (TLS to the collector is not built in: export to a local collector)"
+            "{:?} is not a plain http:// URL (TLS to the collector is not built in: export to a local collector)",
+            open_clanker_core::redact::redact_url(endpoint)
         ));
     }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -162,7 +164,7 @@ pub fn init(log: &LogConfig) {
         TRACING_ON.store(true, Ordering::Relaxed);
         *TRACER.lock().unwrap_or_else(PoisonError::into_inner) = Some(p);
         tracing::info!(
-            endpoint = endpoint.as_deref().unwrap_or_default(),
+            endpoint = %open_clanker_core::redact::redact_url(endpoint.as_deref().unwrap_or_default()),
             service = %service_name(),
             "exporting traces over OTLP/gRPC"
         );
@@ -257,6 +259,9 @@ mod tests {
         assert!(validate(&c).is_empty());
         c.log.otlp_endpoint = Some("collector:4317".into());
         assert_eq!(validate(&c)[0].key, "log.otlp_endpoint");
+        c.log.otlp_endpoint = Some("https://user:otlp-PW-1234@collector:4317".into());
+        let problem = &validate(&c)[0];
+        assert!(!problem.message.contains("otlp-PW-1234"), "{problem:?}");
         c.log.otlp_endpoint = Some("https://collector:4317".into());
         assert_eq!(validate(&c).len(), 1);
     }
