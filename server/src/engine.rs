@@ -646,7 +646,7 @@ impl Turn {
         let Some(store) = &self.store else {
             return;
         };
-        let span = tracing::info_span!("store.checkpoint_answer", chars = text.len());
+        let span = tracing::info_span!("store.checkpoint_answer", bytes = text.len());
         let result = match self.answer {
             Some((id, _)) => {
                 store
