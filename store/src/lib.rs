@@ -707,7 +707,8 @@ async fn sqlite_options(url: &str) -> Result<ConnectOptions, StoreError> {
 /// transaction: its next `BEGIN` becomes a `SAVEPOINT`, whose commit commits nothing and whose
 /// rollback leaves SQLite's transaction open, holding the write lock for good ("database is
 /// locked" for every other connection until a restart). A connection in that state is closed
-/// instead (closing it ends whatever SQLite still has open) and the pool opens a fresh one.
+/// instead (closing it ends whatever SQLite still has open) and the pool opens a fresh one. Not
+/// for an in-memory database: closing its one connection would lose the database.
 fn discard_if_in_transaction(
     conn: &mut sea_orm::sqlx::SqliteConnection,
     _: sea_orm::sqlx::pool::PoolConnectionMetadata,
