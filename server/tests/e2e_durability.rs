@@ -23,10 +23,7 @@ async fn kill_9_mid_stream_loses_no_acknowledged_message() {
     .unwrap();
     let home = tempfile::tempdir().unwrap();
     let url = provider.anthropic_base_url();
-    let env = [
-        ("ANTHROPIC_API_KEY", KEY),
-        ("ANTHROPIC_BASE_URL", url.as_str()),
-    ];
+    let env = standin_env(&url, &[]);
     let mut acknowledged = Vec::new();
     for round in 0..4 {
         let mut gw = Gateway::start(home.path(), &env);
@@ -140,10 +137,7 @@ async fn kill_9_mid_answer_keeps_the_partial_answer_marked_interrupted() {
     let provider = standin().await;
     let home = tempfile::tempdir().unwrap();
     let url = provider.anthropic_base_url();
-    let env = [
-        ("ANTHROPIC_API_KEY", KEY),
-        ("ANTHROPIC_BASE_URL", url.as_str()),
-    ];
+    let env = standin_env(&url, &[]);
     let mut gw = Gateway::start(home.path(), &env);
     // 300 words, 50 ms apart: 15 s, far longer than the test waits.
     let (mut chat, session) = start_chat(&gw, "a slow answer #tokens=300 #delay=50");
@@ -185,10 +179,7 @@ async fn a_checkpointed_answer_is_completed_in_the_same_row() {
     let provider = standin().await;
     let home = tempfile::tempdir().unwrap();
     let url = provider.anthropic_base_url();
-    let env = [
-        ("ANTHROPIC_API_KEY", KEY),
-        ("ANTHROPIC_BASE_URL", url.as_str()),
-    ];
+    let env = standin_env(&url, &[]);
     let gw = Gateway::start(home.path(), &env);
     // 60 words, 50 ms apart: 3 s, checkpointed on the way.
     let (mut chat, session) = start_chat(&gw, "a long answer #tokens=60 #delay=50");

@@ -96,13 +96,14 @@ async fn every_grpc_method_with_every_http_method_needs_post_and_a_token() {
     let tokens = format!("alice:{TOKEN_A}");
     let gw = Gateway::start(
         home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", url.as_str()),
-            ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
-            // One turn per minute: a bypass of the limit would show as a second paid turn.
-            ("OPEN_CLANKER_TURNS_PER_MINUTE", "1"),
-        ],
+        &standin_env(
+            &url,
+            &[
+                ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
+                // One turn per minute: a bypass of the limit would show as a second paid turn.
+                ("OPEN_CLANKER_TURNS_PER_MINUTE", "1"),
+            ],
+        ),
     );
     let methods = open_clanker::security::served_grpc_methods();
     for must in [
@@ -260,11 +261,7 @@ async fn without_tokens_only_local_and_configured_host_names_are_served() {
     let url = provider.anthropic_base_url();
     let gw = Gateway::start(
         home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", url.as_str()),
-            ("OPEN_CLANKER_ALLOWED_HOSTS", "gateway.lan"),
-        ],
+        &standin_env(&url, &[("OPEN_CLANKER_ALLOWED_HOSTS", "gateway.lan")]),
     );
     let addr: std::net::SocketAddr = gw.addr.trim_start_matches("http://").parse().unwrap();
     let port = addr.port();
@@ -472,13 +469,14 @@ async fn one_caller_cannot_take_the_whole_turn_budget() {
     let tokens = format!("alice:{TOKEN_A},bob:{TOKEN_B}");
     let gw = Gateway::start(
         home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", url.as_str()),
-            ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
-            ("OPEN_CLANKER_MAX_CONCURRENT_TURNS", "4"),
-            ("OPEN_CLANKER_MAX_CONCURRENT_TURNS_PER_CALLER", "2"),
-        ],
+        &standin_env(
+            &url,
+            &[
+                ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
+                ("OPEN_CLANKER_MAX_CONCURRENT_TURNS", "4"),
+                ("OPEN_CLANKER_MAX_CONCURRENT_TURNS_PER_CALLER", "2"),
+            ],
+        ),
     );
     let mut held = vec![hanging_chat(&gw, TOKEN_A), hanging_chat(&gw, TOKEN_A)];
     wait_for_streams(&provider, 2).await;

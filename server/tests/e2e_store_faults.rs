@@ -134,10 +134,7 @@ async fn a_full_disk_degrades_the_gateway_and_it_recovers_without_a_restart() {
         return;
     };
     let url = provider.anthropic_base_url();
-    let env = [
-        ("ANTHROPIC_API_KEY", KEY),
-        ("ANTHROPIC_BASE_URL", url.as_str()),
-    ];
+    let env = standin_env(&url, &[]);
     // Declared after the tmpfs: dropped (killed) before it is unmounted.
     let gw = Gateway::start(home.path(), &env);
     let out = gw.cli(&["chat", "before the disk fills"]);
@@ -254,10 +251,7 @@ async fn no_provider_request_for_a_message_that_was_not_stored() {
     let provider = standin().await;
     let home = tempfile::tempdir().unwrap();
     let url = provider.anthropic_base_url();
-    let env = [
-        ("ANTHROPIC_API_KEY", KEY),
-        ("ANTHROPIC_BASE_URL", url.as_str()),
-    ];
+    let env = standin_env(&url, &[]);
     let gw = Gateway::start(home.path(), &env);
     let out = gw.cli(&["chat", "first"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -316,10 +310,7 @@ async fn a_second_gateway_on_the_same_data_dir_refuses_to_start() {
     let provider = standin().await;
     let home = tempfile::tempdir().unwrap();
     let url = provider.anthropic_base_url();
-    let env = [
-        ("ANTHROPIC_API_KEY", KEY),
-        ("ANTHROPIC_BASE_URL", url.as_str()),
-    ];
+    let env = standin_env(&url, &[]);
     let mut first = Gateway::start(home.path(), &env);
     let data = home.path().join("data");
 

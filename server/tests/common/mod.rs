@@ -308,6 +308,14 @@ pub fn http_request_bytes(
     (status, head, body)
 }
 
+/// The environment that makes a gateway answer with the stand-in at `url` (its Anthropic API, the
+/// default provider), followed by `extra`.
+pub fn standin_env<'a>(url: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![("ANTHROPIC_API_KEY", KEY), ("ANTHROPIC_BASE_URL", url)];
+    env.extend_from_slice(extra);
+    env
+}
+
 /// A stand-in provider on 127.0.0.1 that expects [`KEY`] and answers at once.
 pub async fn standin() -> open_clanker_testkit::StandIn {
     open_clanker_testkit::spawn(open_clanker_testkit::StandInConfig {
