@@ -2,12 +2,12 @@
 //! (pairing codes for strangers), commands, and the turn through [`ChatBackend`] with its answer
 //! relayed into the chat.
 
+use open_clanker_core::now_ms;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::OwnedMutexGuard;
 
@@ -101,13 +101,6 @@ pub struct Pipeline {
     relay: RelayConfig,
     locks: KeyedLocks,
     status: Option<StatusHandle>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Pipeline {

@@ -13,6 +13,15 @@ use serde::{Deserialize, Serialize};
 
 pub mod redact;
 
+/// Unix time in milliseconds (0 before 1970, saturating far in the future): the one clock the
+/// store, the engine and the channels stamp rows and deadlines with.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use open_clanker_core::{
     ChatBackend, ChatMessage, MessageStatus, ProviderKind, Role, Session, SessionRef,
-    StoredMessage, TurnError, TurnEvent, TurnRequest, TurnStarted, TurnStream, Usage,
+    StoredMessage, TurnError, TurnEvent, TurnRequest, TurnStarted, TurnStream, Usage, now_ms,
 };
 use open_clanker_providers::{CompletionRequest, Provider, ProviderError, StreamEvent};
 use open_clanker_store::{NewMessage, Store, StoreError};
@@ -75,14 +75,6 @@ impl DaySpend {
             _ => *today = None,
         }
     }
-}
-
-/// Unix time in milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Runs turns over the store and the configured providers.

@@ -385,7 +385,7 @@ impl pb::gateway_service_server::GatewayService for GatewayApi {
             })
             .collect();
         let uptime = self.started.elapsed();
-        let today = open_clanker_store::utc_day(crate::engine::now_ms());
+        let today = open_clanker_store::utc_day(open_clanker_core::now_ms());
         // A store failure is already reported in `store`; usage is then simply empty.
         let usage_today: Vec<pb::ModelUsage> = store
             .usage_on(&today)

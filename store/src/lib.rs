@@ -17,7 +17,9 @@ mod usage;
 mod writer;
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use open_clanker_core::now_ms;
 
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
@@ -882,13 +884,6 @@ fn truncate_chars(s: &str, max: usize) -> &str {
         Some((end, _)) => &s[..end],
         None => s,
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn corrupt(table: &str, id: &str, what: impl std::fmt::Display) -> StoreError {
