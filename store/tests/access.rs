@@ -1,7 +1,6 @@
 //! The stored allowlist and pairing codes ([`AccessStore`] for [`Store`]) on SQLite files.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use open_clanker_core::now_ms;
 use open_clanker_store::{AccessError, AccessStore, NewPairing, Store};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 
@@ -10,13 +9,6 @@ async fn temp_store() -> (Store, tempfile::TempDir, String) {
     let url = Store::sqlite_url_for_dir(dir.path());
     let store = Store::connect(&url).await.expect("connect");
     (store, dir, url)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn pairing(channel: &str, sender: &str, code: &str, expires_at_ms: i64) -> NewPairing {

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use open_clanker_core::now_ms;
 use open_clanker_store::{
     MessageStatus, NewMessage, Role, Store, StoreError, StoredMessage, Usage,
 };
@@ -766,13 +767,6 @@ async fn concurrent_writes_are_batched_and_fail_alone() {
         .await
         .unwrap();
     assert_eq!(ledger.iter().map(|u| u.turns).sum::<u64>(), 380);
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// The store's connections do not checkpoint inside commits; the writer does it beside itself,
