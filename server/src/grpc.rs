@@ -30,29 +30,6 @@ pub fn status(e: TurnError) -> Status {
     }
 }
 
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
@@ -166,7 +143,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
                     let st = status(error);
                     vec![
                         Ok(Event::Error(pb::TurnError {
-                            code: code_name(st.code()).to_string(),
+                            code: open_clanker_proto::code_name(st.code()).to_string(),
                             message: st.message().to_string(),
                             partial: partial.map(|m| message(*m)),
                         })),
@@ -455,7 +432,7 @@ mod tests {
             tonic::Code::FailedPrecondition
         );
         assert_eq!(
-            code_name(tonic::Code::ResourceExhausted),
+            open_clanker_proto::code_name(tonic::Code::ResourceExhausted),
             "RESOURCE_EXHAUSTED"
         );
     }

@@ -483,23 +483,8 @@ fn grpc_code_name(value: &[u8]) -> &'static str {
         .ok()
         .and_then(|v| v.trim().parse::<i32>().ok());
     match code {
-        Some(0) => "OK",
-        Some(1) => "CANCELLED",
-        Some(3) => "INVALID_ARGUMENT",
-        Some(4) => "DEADLINE_EXCEEDED",
-        Some(5) => "NOT_FOUND",
-        Some(6) => "ALREADY_EXISTS",
-        Some(7) => "PERMISSION_DENIED",
-        Some(8) => "RESOURCE_EXHAUSTED",
-        Some(9) => "FAILED_PRECONDITION",
-        Some(10) => "ABORTED",
-        Some(11) => "OUT_OF_RANGE",
-        Some(12) => "UNIMPLEMENTED",
-        Some(13) => "INTERNAL",
-        Some(14) => "UNAVAILABLE",
-        Some(15) => "DATA_LOSS",
-        Some(16) => "UNAUTHENTICATED",
-        _ => "UNKNOWN",
+        Some(n) => open_clanker_proto::code_name(tonic::Code::from_i32(n)),
+        None => "UNKNOWN",
     }
 }
 
