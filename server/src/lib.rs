@@ -6,6 +6,7 @@ pub mod access_api;
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod doctor;
 pub mod engine;
 pub mod gateway;

@@ -45,6 +45,8 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::contract::is_grpc_path;
+
 /// Distinct model names counted under their own label; further ones count as `other`.
 pub const MAX_MODELS: usize = 64;
 
@@ -59,13 +61,6 @@ const TURN_BUCKETS: &[f64] = &[
 ];
 
 /// gRPC methods served besides the `openclanker.v1` ones (read from the descriptor set).
-const STANDARD_GRPC_METHODS: &[&str] = &[
-    "/grpc.health.v1.Health/Check",
-    "/grpc.health.v1.Health/Watch",
-    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-];
-
 struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -78,7 +73,6 @@ struct Metrics {
     channel: IntCounterVec,
     rejected: IntCounterVec,
     failovers: IntCounterVec,
-    grpc_methods: HashSet<String>,
     models: Mutex<HashSet<String>>,
 }
 
@@ -111,30 +105,6 @@ fn histogram(
         )
         .expect("valid metric"),
     )
-}
-
-/// `/<package>.<Service>/<Method>` of every method in the `openclanker.v1` descriptor set.
-fn own_grpc_methods() -> Vec<String> {
-    use prost::Message;
-    let Ok(set) =
-        prost_types::FileDescriptorSet::decode(open_clanker_proto::v1::FILE_DESCRIPTOR_SET)
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for file in set.file {
-        let package = file.package.unwrap_or_default();
-        for service in file.service {
-            let service_name = service.name.unwrap_or_default();
-            for method in service.method {
-                out.push(format!(
-                    "/{package}.{service_name}/{}",
-                    method.name.unwrap_or_default()
-                ));
-            }
-        }
-    }
-    out
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -217,8 +187,6 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         .expect("valid metric"),
     );
     build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-    let mut grpc_methods: HashSet<String> = own_grpc_methods().into_iter().collect();
-    grpc_methods.extend(STANDARD_GRPC_METHODS.iter().map(|m| m.to_string()));
     Metrics {
         registry: r,
         requests,
@@ -231,7 +199,6 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         channel,
         rejected,
         failovers,
-        grpc_methods,
         models: Mutex::new(HashSet::new()),
     }
 });
@@ -462,15 +429,9 @@ impl Drop for TurnMetrics {
 }
 
 /// `/<package>.<Service>/<Method>`.
-fn is_grpc_path(path: &str) -> bool {
-    path.trim_start_matches('/')
-        .split_once('/')
-        .is_some_and(|(service, _)| service.contains('.'))
-}
-
 /// The `method` label of a gRPC path: itself when the gateway serves it, `other` otherwise.
 fn grpc_label(path: &str) -> String {
-    if METRICS.grpc_methods.contains(path) {
+    if crate::contract::is_served(path) {
         path.to_string()
     } else {
         "other".to_string()

@@ -7,7 +7,6 @@
 //! OpenAI-compatible endpoint and, when `auth.protect_metrics` is set, `/metrics` — needs
 //! `authorization: Bearer <token>` once tokens are configured.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -26,6 +25,7 @@ use subtle::ConstantTimeEq;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Problem};
+use crate::contract::is_grpc_path;
 
 /// Shortest accepted API token.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -352,8 +352,6 @@ pub struct Guard {
     limit_loopback: bool,
     per_minute: u32,
     max_bytes: usize,
-    /// Every gRPC method the port serves: `/package.Service/Method`.
-    methods: HashSet<String>,
     /// `auth.allowed_hosts`, lower case.
     allowed_hosts: Vec<String>,
     /// `auth.cors_allowed_origins`.
@@ -376,7 +374,6 @@ impl Guard {
             limit_loopback: !c.auth.tokens.is_empty(),
             per_minute: c.limits.turns_per_minute,
             max_bytes: c.limits.max_request_bytes,
-            methods: served_grpc_methods(),
             allowed_hosts: c
                 .auth
                 .allowed_hosts
@@ -504,38 +501,6 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// Every gRPC method this port serves (`/package.Service/Method`), read from the contracts it
-/// serves: Open Clanker's own, health and both reflection versions.
-pub fn served_grpc_methods() -> HashSet<String> {
-    use prost::Message as _;
-    let sets = [
-        open_clanker_proto::v1::FILE_DESCRIPTOR_SET,
-        tonic_health::pb::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-    ];
-    let mut methods = HashSet::new();
-    for bytes in sets {
-        // Compiled in: a set that does not decode is a build error caught by the tests.
-        let Ok(set) = prost_types::FileDescriptorSet::decode(bytes) else {
-            continue;
-        };
-        for file in set.file {
-            for service in &file.service {
-                for method in &service.method {
-                    methods.insert(format!(
-                        "/{}.{}/{}",
-                        file.package(),
-                        service.name(),
-                        method.name()
-                    ));
-                }
-            }
-        }
-    }
-    methods
-}
-
 fn is_open(method: &Method, path: &str, protect_metrics: bool) -> bool {
     if path == "/health" || path.starts_with("/grpc.health.v1.Health/") {
         return true;
@@ -547,12 +512,6 @@ fn is_open(method: &Method, path: &str, protect_metrics: bool) -> bool {
     (method == Method::GET || method == Method::HEAD)
         && !path.starts_with("/v1/")
         && !is_grpc_path(path)
-}
-
-fn is_grpc_path(path: &str) -> bool {
-    path.trim_start_matches('/')
-        .split_once('/')
-        .is_some_and(|(service, _)| service.contains('.'))
 }
 
 fn starts_turn(path: &str) -> bool {
@@ -751,7 +710,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
     }
     // Answered at once, before the body is read: a client streaming to a method that does not
     // exist must not wait for its deadline.
-    if is_grpc_path(&path) && !guard.methods.contains(&path) {
+    if is_grpc_path(&path) && !crate::contract::is_served(&path) {
         debug!(path, "unknown gRPC method");
         crate::metrics::rejected("unknown_method");
         return refuse(
@@ -970,21 +929,6 @@ mod tests {
             "evil.example:18789",
             "127.0.0.1:18789"
         ));
-    }
-
-    #[test]
-    fn the_served_methods_come_from_the_contracts() {
-        let methods = served_grpc_methods();
-        for m in [
-            "/openclanker.v1.ChatService/Chat",
-            "/openclanker.v1.AccessService/ApprovePairing",
-            "/grpc.health.v1.Health/Check",
-            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        ] {
-            assert!(methods.contains(m), "{m}: {methods:?}");
-        }
-        assert!(!methods.contains("/openclanker.v1.ChatService/NoSuchMethod"));
     }
 
     #[test]

@@ -105,7 +105,7 @@ async fn every_grpc_method_with_every_http_method_needs_post_and_a_token() {
             ],
         ),
     );
-    let methods = open_clanker::security::served_grpc_methods();
+    let methods = open_clanker::contract::served_grpc_methods();
     for must in [
         "/openclanker.v1.ChatService/Chat",
         "/openclanker.v1.SessionService/ListSessions",
@@ -118,7 +118,7 @@ async fn every_grpc_method_with_every_http_method_needs_post_and_a_token() {
     ] {
         assert!(methods.contains(must), "{must} missing from {methods:?}");
     }
-    let mut methods: Vec<String> = methods.into_iter().collect();
+    let mut methods: Vec<String> = methods.iter().cloned().collect();
     methods.sort();
 
     let bearer = format!("Bearer {TOKEN_A}");
