@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod redact;
 
+/// The one secret type: an API key or a bot token read from the config or the environment. Its
+/// `Debug` shows `[REDACTED]`, so a struct holding one can derive `Debug` without leaking it;
+/// the value is read with [`ExposeSecret::expose_secret`] where it is sent, and nowhere else.
+pub use secrecy::{ExposeSecret, SecretString};
+
 /// Unix time in milliseconds (0 before 1970, saturating far in the future): the one clock the
 /// store, the engine and the channels stamp rows and deadlines with.
 pub fn now_ms() -> i64 {
