@@ -12,7 +12,7 @@ use std::task::Poll;
 use tokio::sync::OwnedMutexGuard;
 
 use open_clanker_core::{
-    AccessError, AccessStore, ChatBackend, NewPairing, SessionRef, TurnRequest,
+    AccessError, AccessStore, Caller, ChatBackend, NewPairing, SessionRef, TurnRequest,
 };
 
 use crate::access::{AccessPolicy, Resolved, Who};
@@ -234,8 +234,11 @@ impl Pipeline {
         match parsed {
             Parsed::Command(command) => self.command(command, &key, sink).await,
             _ => {
-                let caller = format!("{}:{}", self.channel, msg.sender_id);
-                self.turn(&key, &caller, text, sink).await
+                let caller = Caller::ChatSender {
+                    channel: self.channel.clone(),
+                    sender: msg.sender_id.clone(),
+                };
+                self.turn(&key, caller, text, sink).await
             }
         }
     }
@@ -352,7 +355,7 @@ impl Pipeline {
         }
     }
 
-    async fn turn<S: ReplySink>(&self, key: &str, caller: &str, text: &str, sink: &S) -> Outcome {
+    async fn turn<S: ReplySink>(&self, key: &str, caller: Caller, text: &str, sink: &S) -> Outcome {
         let started = self
             .ctx
             .backend
@@ -361,7 +364,7 @@ impl Pipeline {
                 text: text.to_owned(),
                 provider: None,
                 model: None,
-                caller: Some(caller.to_owned()),
+                caller: Some(caller),
             })
             .await;
         let events = match started {

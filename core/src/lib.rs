@@ -228,10 +228,40 @@ pub struct TurnRequest {
     pub provider: Option<String>,
     /// Model name; the provider's configured default when `None`.
     pub model: Option<String>,
-    /// Who asks, as a stable key (`token:<name>`, `peer:<address>`, `<channel>:<sender id>`):
-    /// each caller gets a fair share of the concurrent-turn budget. `None` for the owner's own
-    /// unauthenticated loopback calls, which share the whole budget.
-    pub caller: Option<String>,
+    /// Who asks: each caller gets a fair share of the concurrent-turn budget, and a chat sender
+    /// its own turn rate. `None` for the owner's own unauthenticated loopback calls, which share
+    /// the whole budget.
+    pub caller: Option<Caller>,
+}
+
+/// Who asks for a turn, as the front end that received it knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// An API client, by the name of its token.
+    Token(String),
+    /// An unauthenticated remote API client, by address.
+    Peer(String),
+    /// A person on a chat channel (`telegram`, `discord`, ...), by sender id. API clients are
+    /// rate limited per request at the door; a chat sender has no door, so the engine limits
+    /// its turns.
+    ChatSender { channel: String, sender: String },
+}
+
+impl Caller {
+    /// The caller's stable key: `token:<name>`, `peer:<address>` or `<channel>:<sender id>`.
+    pub fn key(&self) -> String {
+        match self {
+            Caller::Token(name) => format!("token:{name}"),
+            Caller::Peer(address) => format!("peer:{address}"),
+            Caller::ChatSender { channel, sender } => format!("{channel}:{sender}"),
+        }
+    }
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
+    }
 }
 
 /// What a running turn reports, in order: one `Started`, any number of `Delta`s, at most one `Usage`,

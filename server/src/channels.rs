@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, Problem};
-use crate::engine::Engine;
+use open_clanker_engine::Engine;
 
 /// `[channels]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

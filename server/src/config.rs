@@ -71,8 +71,8 @@ pub struct Config {
     pub auth: crate::security::AuthConfig,
     pub tls: crate::security::TlsConfig,
     pub limits: crate::security::LimitsConfig,
-    /// USD per million tokens by model, over the built-in table ([`crate::pricing::DEFAULTS`]).
-    pub pricing: std::collections::BTreeMap<String, crate::pricing::Price>,
+    /// USD per million tokens by model, over the built-in table ([`open_clanker_engine::pricing::DEFAULTS`]).
+    pub pricing: std::collections::BTreeMap<String, open_clanker_engine::pricing::Price>,
 }
 
 impl fmt::Debug for Config {
@@ -636,7 +636,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         }
     }
     problems.extend(crate::security::validate(c));
-    problems.extend(crate::pricing::validate(&c.pricing));
+    problems.extend(c.pricing.iter().filter_map(|(model, price)| {
+        price.check().err().map(|message| Problem {
+            key: format!("pricing.{model:?}"),
+            message: message.into(),
+        })
+    }));
     for (i, entry) in c.chat.fallback.iter().enumerate() {
         let provider = entry.split_once('/').map_or(entry.as_str(), |(p, _)| p);
         if let Err(e) = provider.parse::<ProviderKind>() {
@@ -657,6 +662,30 @@ impl Config {
             .listen
             .parse()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))
+    }
+
+    /// What the turn engine runs by.
+    pub fn engine_settings(&self) -> open_clanker_engine::Settings {
+        open_clanker_engine::Settings {
+            default_provider: self.default_provider(),
+            system_prompt: self.chat.system_prompt.clone(),
+            max_message_chars: self.chat.max_message_chars,
+            history_max_messages: self.chat.history_max_messages,
+            history_max_chars: self.chat.history_max_chars,
+            max_concurrent_turns: self.limits.max_concurrent_turns,
+            max_concurrent_turns_per_caller: self.limits.turns_per_caller(),
+            turns_per_minute: self.limits.turns_per_minute,
+            // Unknown providers are refused by validation.
+            fallback: self
+                .chat
+                .fallback
+                .iter()
+                .filter_map(|entry| open_clanker_engine::Fallback::parse(entry))
+                .collect(),
+            prices: self.pricing.clone(),
+            max_usd_per_session: self.limits.max_usd_per_session,
+            max_usd_per_day: self.limits.max_usd_per_day,
+        }
     }
 
     pub fn default_provider(&self) -> ProviderKind {

@@ -17,8 +17,8 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::config::{Config, ProviderSection};
-use crate::engine::{Engine, ProviderEntry};
 use crate::grpc::{ChatApi, GatewayApi, SessionApi};
+use open_clanker_engine::{Engine, ProviderEntry};
 
 /// Why the gateway could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +173,12 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
         .filter(|k| providers.contains_key(k))
         .collect();
     let configured: Vec<&str> = configured_kinds.iter().map(|k| k.as_str()).collect();
-    let engine = Arc::new(Engine::new(&config, store, providers));
+    let engine = Arc::new(Engine::new(
+        config.engine_settings(),
+        store,
+        providers,
+        Arc::new(crate::metrics::EngineMetrics),
+    ));
     // Chat channels (Telegram, Discord) run turns through the engine like the Chat RPC does.
     let mut channels = crate::channels::start(&config, engine.clone());
 

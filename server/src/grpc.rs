@@ -13,7 +13,7 @@ use std::pin::Pin;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
-use crate::engine::{Engine, check_key, store_error};
+use open_clanker_engine::Engine;
 
 /// Maps a domain error onto the gRPC status users expect.
 pub fn status(e: TurnError) -> Status {
@@ -52,7 +52,7 @@ pub fn session(s: Session) -> pb::Session {
         create_time: Some(timestamp(s.created_at_ms)),
         update_time: Some(timestamp(s.updated_at_ms)),
         message_count: s.message_count,
-        cost_usd: crate::pricing::usd(s.cost_micros),
+        cost_usd: open_clanker_engine::pricing::usd(s.cost_micros),
     }
 }
 
@@ -77,7 +77,7 @@ pub fn message(m: StoredMessage) -> pb::Message {
         status: status as i32,
         stop_reason: m.stop_reason.unwrap_or_default(),
         create_time: Some(timestamp(m.created_at_ms)),
-        cost_usd: crate::pricing::usd(m.cost_micros),
+        cost_usd: open_clanker_engine::pricing::usd(m.cost_micros),
     }
 }
 
@@ -165,23 +165,8 @@ pub struct SessionApi {
     pub engine: Arc<Engine>,
 }
 
-fn required_id(id: &str) -> Result<&str, Status> {
-    let id = id.trim();
-    if id.is_empty() {
-        return Err(Status::invalid_argument("session_id is empty"));
-    }
-    if id.len() > 64 {
-        return Err(Status::invalid_argument("session_id is not a session id"));
-    }
-    Ok(id)
-}
-
 fn page_size(n: i32) -> Result<u32, Status> {
     u32::try_from(n).map_err(|_| Status::invalid_argument("page_size must not be negative"))
-}
-
-fn not_found(id: &str) -> Status {
-    Status::not_found(format!("session {id:?} not found"))
 }
 
 #[tonic::async_trait]
@@ -191,21 +176,11 @@ impl pb::session_service_server::SessionService for SessionApi {
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
         let req = request.into_inner();
-        let key = non_empty(req.key);
-        if let Some(k) = &key {
-            check_key(k).map_err(status)?;
-        }
-        if req.title.chars().count() > 200 {
-            return Err(Status::invalid_argument(
-                "title must be at most 200 characters",
-            ));
-        }
         let s = self
             .engine
-            .store()
-            .create_session(key.as_deref(), req.title.trim())
+            .create_session(Some(req.key.as_str()), &req.title)
             .await
-            .map_err(|e| status(store_error(e)))?;
+            .map_err(status)?;
         Ok(Response::new(pb::CreateSessionResponse {
             session: Some(session(s)),
         }))
@@ -218,14 +193,13 @@ impl pb::session_service_server::SessionService for SessionApi {
         let req = request.into_inner();
         let page = self
             .engine
-            .store()
             .list_sessions(
                 page_size(req.page_size)?,
                 non_empty(req.page_token).as_deref(),
                 non_empty(req.key_prefix).as_deref(),
             )
             .await
-            .map_err(|e| status(store_error(e)))?;
+            .map_err(status)?;
         Ok(Response::new(pb::ListSessionsResponse {
             sessions: page.items.into_iter().map(session).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -236,15 +210,11 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        let req = request.into_inner();
-        let id = required_id(&req.session_id)?;
         let s = self
             .engine
-            .store()
-            .get_session(id)
+            .session(&request.into_inner().session_id)
             .await
-            .map_err(|e| status(store_error(e)))?
-            .ok_or_else(|| not_found(id))?;
+            .map_err(status)?;
         Ok(Response::new(pb::GetSessionResponse {
             session: Some(session(s)),
         }))
@@ -255,17 +225,15 @@ impl pb::session_service_server::SessionService for SessionApi {
         request: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
         let req = request.into_inner();
-        let id = required_id(&req.session_id)?;
         let page = self
             .engine
-            .store()
             .history(
-                id,
+                &req.session_id,
                 page_size(req.page_size)?,
                 non_empty(req.page_token).as_deref(),
             )
             .await
-            .map_err(|e| status(store_error(e)))?;
+            .map_err(status)?;
         Ok(Response::new(pb::GetHistoryResponse {
             messages: page.items.into_iter().map(message).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -276,18 +244,11 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         request: Request<pb::ResetSessionRequest>,
     ) -> Result<Response<pb::ResetSessionResponse>, Status> {
-        let req = request.into_inner();
-        let id = required_id(&req.session_id)?;
-        let store = self.engine.store();
-        let deleted = store
-            .reset_session(id)
+        let (s, deleted) = self
+            .engine
+            .clear_session(&request.into_inner().session_id)
             .await
-            .map_err(|e| status(store_error(e)))?;
-        let s = store
-            .get_session(id)
-            .await
-            .map_err(|e| status(store_error(e)))?
-            .ok_or_else(|| not_found(id))?;
+            .map_err(status)?;
         Ok(Response::new(pb::ResetSessionResponse {
             session: Some(session(s)),
             deleted_messages: deleted,
@@ -298,17 +259,10 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         request: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
-        let req = request.into_inner();
-        let id = required_id(&req.session_id)?;
-        let existed = self
-            .engine
-            .store()
-            .delete_session(id)
+        self.engine
+            .delete_session(&request.into_inner().session_id)
             .await
-            .map_err(|e| status(store_error(e)))?;
-        if !existed {
-            return Err(not_found(id));
-        }
+            .map_err(status)?;
         Ok(Response::new(pb::DeleteSessionResponse {}))
     }
 }
@@ -375,7 +329,7 @@ impl pb::gateway_service_server::GatewayService for GatewayApi {
                 turns: u.turns,
                 input_tokens: u.input_tokens,
                 output_tokens: u.output_tokens,
-                cost_usd: crate::pricing::usd(u.cost_micros),
+                cost_usd: open_clanker_engine::pricing::usd(u.cost_micros),
             })
             .collect();
         let spend_today_usd = usage_today.iter().map(|u| u.cost_usd).sum();

@@ -1,4 +1,5 @@
-//! Open Clanker's gateway: configuration, the chat engine, the gRPC services and the CLI.
+//! Open Clanker's gateway: configuration, the front ends (gRPC, gRPC-Web, the OpenAI-compatible
+//! endpoint, the page, the chat channels) wired to the turn engine, and the CLI.
 //!
 //! The binary (`open-clanker`) is a thin `main` over [`cli`].
 
@@ -8,13 +9,10 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod doctor;
-pub mod engine;
 pub mod gateway;
 pub mod grpc;
 pub mod metrics;
 pub mod openai_api;
-pub mod pricing;
 pub mod security;
-pub mod shares;
 pub mod telemetry;
 pub mod web;

@@ -428,6 +428,44 @@ impl Drop for TurnMetrics {
     }
 }
 
+/// The engine's events, counted here.
+pub struct EngineMetrics;
+
+impl open_clanker_engine::Observer for EngineMetrics {
+    fn rejected(&self, reason: &'static str) {
+        rejected(reason);
+    }
+
+    fn failover(&self, from: &str, to: &str) {
+        failover(from, to);
+    }
+
+    fn cost(&self, provider: &str, model: &str, usd: f64) {
+        record_cost(provider, model, usd);
+    }
+
+    fn turn_started(&self, provider: &str) -> Box<dyn open_clanker_engine::TurnObserver> {
+        Box::new(TurnMetrics::start(provider))
+    }
+}
+
+impl open_clanker_engine::TurnObserver for TurnMetrics {
+    fn first_token(&self, provider: &str) {
+        TurnMetrics::first_token(self, provider);
+    }
+
+    fn finish(
+        &self,
+        provider: &str,
+        model: &str,
+        status: MessageStatus,
+        failed: bool,
+        usage: &Usage,
+    ) {
+        TurnMetrics::finish(self, provider, model, status, failed, usage);
+    }
+}
+
 /// `/<package>.<Service>/<Method>`.
 /// The `method` label of a gRPC path: itself when the gateway serves it, `other` otherwise.
 fn grpc_label(path: &str) -> String {

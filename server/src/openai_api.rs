@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::engine::Engine;
+use open_clanker_engine::Engine;
 
 pub const SESSION_HEADER: &str = "x-openclanker-session";
 pub const SESSION_KEY_HEADER: &str = "x-openclanker-session-key";

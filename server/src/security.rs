@@ -134,7 +134,7 @@ impl LimitsConfig {
     /// The effective per-caller share of the concurrent-turn budget.
     pub fn turns_per_caller(&self) -> usize {
         match self.max_concurrent_turns_per_caller {
-            0 => crate::shares::default_per_caller(self.max_concurrent_turns),
+            0 => open_clanker_engine::shares::default_per_caller(self.max_concurrent_turns),
             n => n,
         }
     }
@@ -336,12 +336,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
 /// Who made a request, as put in its extensions by [`guard`].
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The token's name, when one was presented.
-    pub token: Option<String>,
-    /// The key its rate limit and its share of the turn budget are counted under:
-    /// `token:<name>`, or `peer:<address>` for an unauthenticated remote caller; `None` for the
-    /// owner's loopback calls when no tokens are set.
-    pub key: Option<String>,
+    /// The key its rate limit and its share of the turn budget are counted under: its token,
+    /// or its address when it is an unauthenticated remote caller; `None` for the owner's
+    /// loopback calls when no tokens are set.
+    pub key: Option<open_clanker_core::Caller>,
 }
 
 /// What the middleware needs.
@@ -666,10 +664,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
     if is_open(req.method(), &path, guard.protect_metrics) {
         return next.run(req).await;
     }
-    let mut caller = Caller {
-        token: None,
-        key: None,
-    };
+    let mut token = None;
     if guard.auth_enabled() {
         let presented = req
             .headers()
@@ -693,7 +688,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
             return drained(req, answer).await;
         };
         match guard.check(presented.as_bytes()) {
-            Some(name) => caller.token = Some(name.to_string()),
+            Some(name) => token = Some(name.to_string()),
             None => {
                 warn!(path, peer = ?peer(&req), "request with an unknown API token refused");
                 crate::metrics::rejected("invalid_token");
@@ -721,15 +716,19 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
             None,
         );
     }
-    caller.key = match (&caller.token, peer(&req)) {
-        (Some(name), _) => Some(format!("token:{name}")),
-        (None, Some(ip)) if guard.limit_loopback || !ip.is_loopback() => Some(format!("peer:{ip}")),
-        _ => None,
+    let caller = Caller {
+        key: match (token, peer(&req)) {
+            (Some(name), _) => Some(open_clanker_core::Caller::Token(name)),
+            (None, Some(ip)) if guard.limit_loopback || !ip.is_loopback() => {
+                Some(open_clanker_core::Caller::Peer(ip.to_string()))
+            }
+            _ => None,
+        },
     };
     if starts_turn(&path)
         && let Some(limiter) = &guard.limiter
-        && let Some(key) = &caller.key
-        && let Err(not_until) = limiter.check_key(key)
+        && let Some(key) = caller.key.as_ref().map(open_clanker_core::Caller::key)
+        && let Err(not_until) = limiter.check_key(&key)
     {
         let wait = not_until.wait_time_from(governor::clock::Clock::now(
             &governor::clock::DefaultClock::default(),

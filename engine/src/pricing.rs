@@ -90,21 +90,16 @@ pub fn cap_micros(usd: f64) -> Option<i64> {
     (usd > 0.0 && usd.is_finite()).then(|| (usd * 1_000_000.0).round() as i64)
 }
 
-/// Problems with `[pricing]`.
-pub fn validate(prices: &BTreeMap<String, Price>) -> Vec<crate::config::Problem> {
-    prices
-        .iter()
-        .filter(|(_, p)| {
-            !(p.input_per_mtok.is_finite()
-                && p.output_per_mtok.is_finite()
-                && p.input_per_mtok >= 0.0
-                && p.output_per_mtok >= 0.0)
-        })
-        .map(|(m, _)| crate::config::Problem {
-            key: format!("pricing.{m:?}"),
-            message: "prices must be finite and not negative".into(),
-        })
-        .collect()
+impl Price {
+    /// Why this price cannot be used, if it cannot.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let ok = self.input_per_mtok.is_finite()
+            && self.output_per_mtok.is_finite()
+            && self.input_per_mtok >= 0.0
+            && self.output_per_mtok >= 0.0;
+        ok.then_some(())
+            .ok_or("prices must be finite and not negative")
+    }
 }
 
 #[cfg(test)]
