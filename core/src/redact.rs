@@ -40,6 +40,44 @@ const SECRET_NAME_PARTS: [&str; 11] = [
     "jwt",
 ];
 
+/// A configured URL (a provider's `base_url`, a channel's `api_url`) that may carry credentials:
+/// its `Debug` shows it through [`redact_url`], so a config section holding one can derive
+/// `Debug`. It reads as a `&str` where it is used.
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RedactedUrl(String);
+
+impl RedactedUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for RedactedUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for RedactedUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for RedactedUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+impl std::fmt::Debug for RedactedUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&redact_url(&self.0), f)
+    }
+}
+
 /// True when a query parameter named `name` (as written, or percent-decoded) probably carries a
 /// credential.
 pub fn is_secret_param(name: &str) -> bool {

@@ -143,7 +143,7 @@ async fn providers(c: &Config) -> Vec<Check> {
 async fn channels(c: &Config) -> Vec<Check> {
     let mut out = Vec::new();
     let tg = &c.channels.telegram;
-    match tg.bot_token.as_deref().filter(|t| !t.trim().is_empty()) {
+    match tg.token() {
         None => out.push(Check::new(
             Outcome::Note,
             "channel telegram",

@@ -51,8 +51,9 @@ pub enum GatewayError {
 pub fn base_url(kind: ProviderKind, section: &ProviderSection) -> String {
     section
         .base_url
-        .clone()
-        .unwrap_or_else(|| ProviderConfig::default_base_url(kind).to_string())
+        .as_deref()
+        .unwrap_or(ProviderConfig::default_base_url(kind))
+        .to_string()
 }
 
 /// Where the store lives, without any password.

@@ -7,10 +7,8 @@
 //! OpenAI-compatible endpoint and, when `auth.protect_metrics` is set, `/metrics` — needs
 //! `authorization: Bearer <token>` once tokens are configured.
 
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,318 +18,12 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, Problem};
+use crate::config::Config;
 use crate::contract::is_grpc_path;
-
-/// Shortest accepted API token.
-pub const MIN_TOKEN_CHARS: usize = 16;
-
-/// `[auth]`.
-#[derive(Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Named bearer tokens; several at once so one can be rotated without downtime. Prefer
-    /// `OPEN_CLANKER_API_TOKENS="name:token,name2:token2"` over writing them here.
-    pub tokens: Vec<ApiToken>,
-    /// Listen beyond loopback without tokens anyway (not recommended; logged loudly).
-    pub allow_unauthenticated: bool,
-    /// Browser origins allowed to call the gateway through gRPC-Web (CORS), e.g.
-    /// "https://chat.example.com"; "*" allows any. The gateway's own page needs no entry.
-    pub cors_allowed_origins: Vec<String>,
-    /// Require a token for `GET /metrics` too.
-    pub protect_metrics: bool,
-    /// Host names (besides `localhost` and IP addresses) that requests may name in `Host` when
-    /// no tokens are set, e.g. "gateway.lan". Other names are refused (421): a web page must not
-    /// reach a token-less gateway by pointing its own name at this address (DNS rebinding).
-    pub allowed_hosts: Vec<String>,
-}
-
-impl fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthConfig")
-            .field("tokens", &self.tokens)
-            .field("allow_unauthenticated", &self.allow_unauthenticated)
-            .field("cors_allowed_origins", &self.cors_allowed_origins)
-            .field("protect_metrics", &self.protect_metrics)
-            .field("allowed_hosts", &self.allowed_hosts)
-            .finish()
-    }
-}
-
-#[derive(Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiToken {
-    /// Shown in logs and metrics instead of the token.
-    pub name: String,
-    pub token: String,
-}
-
-impl fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiToken({:?}, <redacted>)", self.name)
-    }
-}
-
-/// `[tls]`: serve the port over TLS (gRPC over h2, gRPC-Web and HTTP over TLS).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM certificate chain.
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key.
-    pub key_file: Option<PathBuf>,
-}
-
-impl TlsConfig {
-    pub fn enabled(&self) -> bool {
-        self.cert_file.is_some() || self.key_file.is_some()
-    }
-}
-
-/// `[limits]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Largest accepted request: decoded gRPC message or HTTP body, in bytes.
-    pub max_request_bytes: usize,
-    /// Turns running at once across every entry point; more are refused with RESOURCE_EXHAUSTED.
-    pub max_concurrent_turns: usize,
-    /// Turns one caller (API token, remote address, chat sender) may run at once, so that one
-    /// cannot take the whole budget; 0 = a quarter of `max_concurrent_turns`. The owner's
-    /// loopback calls without tokens are not limited by it.
-    pub max_concurrent_turns_per_caller: usize,
-    /// HTTP/2 streams one connection may have open at once.
-    pub max_streams_per_connection: u32,
-    /// Turns a caller (API token, or the peer address of an unauthenticated remote caller) may
-    /// start per minute; 0 turns the limit off. Loopback callers without tokens are not limited.
-    pub turns_per_minute: u32,
-    /// Spend cap per session in USD (0 = none): a turn in a session that has spent this much is
-    /// refused with RESOURCE_EXHAUSTED before any provider call.
-    pub max_usd_per_session: f64,
-    /// Spend cap per UTC day in USD across all sessions (0 = none).
-    pub max_usd_per_day: f64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_request_bytes: 1024 * 1024,
-            max_concurrent_turns: 16_384,
-            max_concurrent_turns_per_caller: 0,
-            max_streams_per_connection: 1024,
-            turns_per_minute: 60,
-            max_usd_per_session: 0.0,
-            max_usd_per_day: 0.0,
-        }
-    }
-}
-
-impl LimitsConfig {
-    /// The effective per-caller share of the concurrent-turn budget.
-    pub fn turns_per_caller(&self) -> usize {
-        match self.max_concurrent_turns_per_caller {
-            0 => open_clanker_engine::shares::default_per_caller(self.max_concurrent_turns),
-            n => n,
-        }
-    }
-}
-
-/// `OPEN_CLANKER_*` variables of this module.
-#[derive(Debug, Default, Deserialize)]
-struct SecurityEnv {
-    api_tokens: Option<String>,
-    allow_unauthenticated: Option<bool>,
-    cors_origins: Option<String>,
-    allowed_hosts: Option<String>,
-    tls_cert_file: Option<PathBuf>,
-    tls_key_file: Option<PathBuf>,
-    turns_per_minute: Option<u32>,
-    max_concurrent_turns: Option<usize>,
-    max_concurrent_turns_per_caller: Option<usize>,
-    max_request_bytes: Option<usize>,
-    max_usd_per_session: Option<f64>,
-    max_usd_per_day: Option<f64>,
-}
-
-/// Applies the environment; problems are named by variable.
-pub fn apply_env(c: &mut Config, env: &[(String, String)]) -> Vec<Problem> {
-    let e = match envy::prefixed("OPEN_CLANKER_").from_iter::<_, SecurityEnv>(env.iter().cloned()) {
-        Ok(e) => e,
-        Err(err) => {
-            return vec![Problem {
-                key: "environment (OPEN_CLANKER_*)".into(),
-                message: err.to_string(),
-            }];
-        }
-    };
-    let mut problems = Vec::new();
-    if let Some(list) = e.api_tokens {
-        let mut tokens = Vec::new();
-        for (i, item) in list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .enumerate()
-        {
-            match item.split_once(':') {
-                Some((name, token)) if !name.trim().is_empty() => tokens.push(ApiToken {
-                    name: name.trim().to_string(),
-                    token: token.trim().to_string(),
-                }),
-                _ => problems.push(Problem {
-                    key: "OPEN_CLANKER_API_TOKENS".into(),
-                    message: format!("entry {} is not name:token (the value is not shown)", i + 1),
-                }),
-            }
-        }
-        c.auth.tokens = tokens;
-    }
-    if let Some(v) = e.allow_unauthenticated {
-        c.auth.allow_unauthenticated = v;
-    }
-    if let Some(list) = e.cors_origins {
-        c.auth.cors_allowed_origins = list
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-    }
-    if let Some(list) = e.allowed_hosts {
-        c.auth.allowed_hosts = list
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-    }
-    if e.tls_cert_file.is_some() {
-        c.tls.cert_file = e.tls_cert_file;
-    }
-    if e.tls_key_file.is_some() {
-        c.tls.key_file = e.tls_key_file;
-    }
-    if let Some(v) = e.turns_per_minute {
-        c.limits.turns_per_minute = v;
-    }
-    if let Some(v) = e.max_concurrent_turns {
-        c.limits.max_concurrent_turns = v;
-    }
-    if let Some(v) = e.max_concurrent_turns_per_caller {
-        c.limits.max_concurrent_turns_per_caller = v;
-    }
-    if let Some(v) = e.max_request_bytes {
-        c.limits.max_request_bytes = v;
-    }
-    if let Some(v) = e.max_usd_per_session {
-        c.limits.max_usd_per_session = v;
-    }
-    if let Some(v) = e.max_usd_per_day {
-        c.limits.max_usd_per_day = v;
-    }
-    problems
-}
-
-/// Problems with `[auth]`, `[tls]` and `[limits]`, and the refusal to listen beyond loopback
-/// without tokens.
-pub fn validate(c: &Config) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut bad = |key: &str, message: String| {
-        problems.push(Problem {
-            key: key.into(),
-            message,
-        })
-    };
-    let mut names = std::collections::HashSet::new();
-    for (i, t) in c.auth.tokens.iter().enumerate() {
-        let key = format!("auth.tokens[{i}]");
-        if t.name.trim().is_empty() {
-            bad(&key, "name must not be empty".into());
-        } else if !names.insert(t.name.as_str()) {
-            bad(&key, format!("name {:?} is used twice", t.name));
-        }
-        if t.token.chars().count() < MIN_TOKEN_CHARS {
-            bad(
-                &key,
-                format!(
-                    "token {:?} is shorter than {MIN_TOKEN_CHARS} characters (generate one with `openssl rand -hex 32`)",
-                    t.name
-                ),
-            );
-        } else if t
-            .token
-            .chars()
-            .any(|ch| ch.is_whitespace() || ch.is_control())
-        {
-            bad(&key, format!("token {:?} contains white space", t.name));
-        }
-    }
-    for (i, origin) in c.auth.cors_allowed_origins.iter().enumerate() {
-        if origin != "*" && HeaderValue::from_str(origin).is_err()
-            || origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://"))
-        {
-            bad(
-                &format!("auth.cors_allowed_origins[{i}]"),
-                format!("{origin:?} is not an origin like \"https://chat.example.com\" or \"*\""),
-            );
-        }
-    }
-    for (i, host) in c.auth.allowed_hosts.iter().enumerate() {
-        if host.is_empty()
-            || host.contains(['/', ':', '@', ' '])
-            || host.chars().any(|ch| ch.is_control())
-        {
-            bad(
-                &format!("auth.allowed_hosts[{i}]"),
-                format!(
-                    "{host:?} is not a host name like \"gateway.lan\" (no scheme, port or path)"
-                ),
-            );
-        }
-    }
-    if c.tls.cert_file.is_some() != c.tls.key_file.is_some() {
-        bad(
-            "tls",
-            "set both cert_file and key_file (OPEN_CLANKER_TLS_CERT_FILE / OPEN_CLANKER_TLS_KEY_FILE)"
-                .into(),
-        );
-    }
-    if c.limits.max_request_bytes < 1024 {
-        bad("limits.max_request_bytes", "must be at least 1024".into());
-    }
-    for (key, v) in [
-        ("limits.max_usd_per_session", c.limits.max_usd_per_session),
-        ("limits.max_usd_per_day", c.limits.max_usd_per_day),
-    ] {
-        if !v.is_finite() || v < 0.0 {
-            bad(key, "must be 0 (no cap) or a positive amount of USD".into());
-        }
-    }
-    if c.limits.max_concurrent_turns == 0 {
-        bad("limits.max_concurrent_turns", "must be at least 1".into());
-    }
-    if c.limits.max_streams_per_connection == 0 {
-        bad(
-            "limits.max_streams_per_connection",
-            "must be at least 1".into(),
-        );
-    }
-    if let Ok(addr) = c.gateway.listen.parse::<SocketAddr>()
-        && !addr.ip().is_loopback()
-        && c.auth.tokens.is_empty()
-        && !c.auth.allow_unauthenticated
-    {
-        bad(
-            "auth.tokens",
-            format!(
-                "listening on {addr} reaches beyond this machine, so API tokens are required: set OPEN_CLANKER_API_TOKENS=name:$(openssl rand -hex 32) (or [[auth.tokens]] in the config), or listen on 127.0.0.1, or set auth.allow_unauthenticated = true (OPEN_CLANKER_ALLOW_UNAUTHENTICATED=true) to accept the risk"
-            ),
-        );
-    }
-    problems
-}
+use open_clanker_core::ExposeSecret;
 
 /// Who made a request, as put in its extensions by [`guard`].
 #[derive(Debug, Clone)]
@@ -365,7 +57,7 @@ impl Guard {
                 .auth
                 .tokens
                 .iter()
-                .map(|t| (t.name.clone(), t.token.as_bytes().to_vec()))
+                .map(|t| (t.name.clone(), t.token.expose_secret().as_bytes().to_vec()))
                 .collect(),
             protect_metrics: c.auth.protect_metrics,
             limiter,
@@ -830,6 +522,7 @@ pub fn cors(c: &Config) -> Option<tower_http::cors::CorsLayer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ApiToken;
 
     fn config(listen: &str) -> Config {
         let mut c = Config::default();
@@ -838,49 +531,16 @@ mod tests {
     }
 
     #[test]
-    fn refuses_to_expose_without_tokens() {
-        let c = config("0.0.0.0:18789");
-        let problems = validate(&c);
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].message.contains("OPEN_CLANKER_API_TOKENS"));
-        assert!(validate(&config("127.0.0.1:18789")).is_empty());
-        let mut opted_out = config("0.0.0.0:1");
-        opted_out.auth.allow_unauthenticated = true;
-        assert!(validate(&opted_out).is_empty());
-    }
-
-    #[test]
-    fn tokens_from_the_environment_and_their_checks() {
-        let mut c = config("0.0.0.0:1");
-        let env = vec![(
-            "OPEN_CLANKER_API_TOKENS".to_string(),
-            "laptop:0123456789abcdef0123, ci:short, bad".to_string(),
-        )];
-        let problems = apply_env(&mut c, &env);
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(!problems[0].message.contains("bad"), "{problems:?}");
-        assert_eq!(c.auth.tokens.len(), 2);
-        let problems = validate(&c);
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.message.contains("\"ci\"") && p.message.contains("shorter")),
-            "{problems:?}"
-        );
-        assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
-    }
-
-    #[test]
     fn token_check_finds_the_right_name() {
         let mut c = config("127.0.0.1:1");
         c.auth.tokens = vec![
             ApiToken {
                 name: "old".into(),
-                token: "aaaaaaaaaaaaaaaaaaaa".into(),
+                token: "aaaaaaaaaaaaaaaaaaaa".to_string().into(),
             },
             ApiToken {
                 name: "new".into(),
-                token: "bbbbbbbbbbbbbbbbbbbb".into(),
+                token: "bbbbbbbbbbbbbbbbbbbb".to_string().into(),
             },
         ];
         let g = Guard::new(&c);

@@ -25,7 +25,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::config::{Config, LogConfig, LogFormat, Problem};
+use crate::config::{LogConfig, LogFormat};
 
 /// The service name when `OTEL_SERVICE_NAME` is unset.
 pub const DEFAULT_SERVICE_NAME: &str = "open-clanker";
@@ -58,20 +58,6 @@ pub fn otlp_endpoint(log: &LogConfig) -> Option<String> {
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
         })
-}
-
-/// Problems with the tracing settings of `[log]`.
-pub fn validate(c: &Config) -> Vec<Problem> {
-    match c.log.otlp_endpoint.as_deref().map(str::trim) {
-        Some(url) if !url.is_empty() && !url.starts_with("http://") => vec![Problem {
-            key: "log.otlp_endpoint".into(),
-            message: format!(
-                "{:?} must be a plain http:// URL of an OTLP/gRPC receiver, e.g. \"http://127.0.0.1:4317\" (run a local collector for TLS)",
-                open_clanker_core::redact::redact_url(url)
-            ),
-        }],
-        _ => Vec::new(),
-    }
 }
 
 fn service_name() -> String {
@@ -249,7 +235,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::config::{Config, validate};
 
     #[test]
     fn endpoint_must_be_plain_http() {
