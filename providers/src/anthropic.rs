@@ -5,6 +5,7 @@
 //! `message_stop`, `ping` and `error`. Only text is taken; tool-use blocks, thinking and other
 //! kinds of deltas are skipped, and unknown event types are ignored.
 
+use open_clanker_core::ExposeSecret as _;
 use std::collections::VecDeque;
 
 use eventsource_stream::Event;
@@ -54,7 +55,7 @@ impl AnthropicProvider {
         let mut headers = HeaderMap::new();
         headers.insert(
             "x-api-key",
-            http::secret_header(config.api_key.trim(), "Anthropic API key")?,
+            http::secret_header(config.api_key.expose_secret().trim(), "Anthropic API key")?,
         );
         headers.insert(
             "anthropic-version",

@@ -1,5 +1,6 @@
 //! The errors of the provider clients and how HTTP answers map onto them.
 
+use open_clanker_core::ExposeSecret as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,7 +168,7 @@ impl Redactor {
     pub(crate) fn for_config(config: &ProviderConfig) -> Self {
         Self {
             url_secrets: redact::url_secrets(config.base_url.trim()).into(),
-            ..Self::new(&config.api_key)
+            ..Self::new(config.api_key.expose_secret())
         }
     }
 

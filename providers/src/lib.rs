@@ -35,9 +35,11 @@
 
 #![warn(missing_docs)]
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+use open_clanker_core::SecretString;
+use open_clanker_core::redact::RedactedUrl;
 
 mod anthropic;
 mod dns;
@@ -55,16 +57,16 @@ pub use open_clanker_core::{ChatMessage, ProviderKind, Role, Usage};
 pub use openai::OpenAiProvider;
 
 /// How to reach one provider.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ProviderConfig {
     /// Which API to speak.
     pub kind: ProviderKind,
     /// The API key. Never logged, never in `Debug` output, never in error text.
-    pub api_key: String,
+    pub api_key: SecretString,
     /// The API root. Anthropic: without `/v1` (as `ANTHROPIC_BASE_URL`; requests go to
     /// `{base}/v1/messages`). OpenAI: with the version path (as `OPENAI_BASE_URL`; requests go to
     /// `{base}/chat/completions`). Trailing slashes are ignored.
-    pub base_url: String,
+    pub base_url: RedactedUrl,
     /// Longest wait for a TCP (and TLS) connection. Default 10 s.
     pub connect_timeout: Duration,
     /// Longest silence while waiting for the response or between bytes of it. Default 60 s.
@@ -87,40 +89,13 @@ pub struct ProviderConfig {
     pub max_streams_per_connection: u32,
 }
 
-impl fmt::Debug for ProviderConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let key = if self.api_key.is_empty() {
-            "<empty>"
-        } else {
-            "<redacted>"
-        };
-        f.debug_struct("ProviderConfig")
-            .field("kind", &self.kind)
-            .field("api_key", &key)
-            .field(
-                "base_url",
-                &open_clanker_core::redact::redact_url(&self.base_url),
-            )
-            .field("connect_timeout", &self.connect_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_retries", &self.max_retries)
-            .field("retry_base_delay", &self.retry_base_delay)
-            .field("http2_prior_knowledge", &self.http2_prior_knowledge)
-            .field(
-                "max_streams_per_connection",
-                &self.max_streams_per_connection,
-            )
-            .finish()
-    }
-}
-
 impl ProviderConfig {
     /// A configuration with the provider's public base URL and the default timeouts and retries.
     pub fn new(kind: ProviderKind, api_key: impl Into<String>) -> Self {
         Self {
             kind,
-            api_key: api_key.into(),
-            base_url: Self::default_base_url(kind).to_string(),
+            api_key: SecretString::new(api_key.into()),
+            base_url: Self::default_base_url(kind).into(),
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_retries: 2,
@@ -144,7 +119,7 @@ impl ProviderConfig {
 
     /// The same configuration with another base URL.
     pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = base_url.into();
+        self.base_url = RedactedUrl::from(base_url.into());
         self
     }
 }
@@ -254,14 +229,16 @@ mod tests {
     #[test]
     fn defaults() {
         let c = ProviderConfig::new(ProviderKind::Anthropic, "k");
-        assert_eq!(c.base_url, "https://api.anthropic.com");
+        assert_eq!(c.base_url.as_str(), "https://api.anthropic.com");
         assert_eq!(c.connect_timeout, Duration::from_secs(10));
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.max_retries, 2);
         assert_eq!(c.retry_base_delay, Duration::from_millis(500));
         assert_eq!(c.max_streams_per_connection, 100);
         assert_eq!(
-            ProviderConfig::new(ProviderKind::OpenAi, "k").base_url,
+            ProviderConfig::new(ProviderKind::OpenAi, "k")
+                .base_url
+                .as_str(),
             "https://api.openai.com/v1"
         );
     }
@@ -271,7 +248,7 @@ mod tests {
         let c = ProviderConfig::new(ProviderKind::OpenAi, "sk-very-secret-123456");
         let text = format!("{c:?}");
         assert!(!text.contains("sk-very-secret-123456"), "{text}");
-        assert!(text.contains("<redacted>"));
+        assert!(text.contains("REDACTED"), "{text}");
     }
 
     #[test]

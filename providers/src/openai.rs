@@ -4,6 +4,7 @@
 //! Posts to `{base}/chat/completions` with `stream_options.include_usage` and decodes the
 //! `data: {chat.completion.chunk}` lines up to `data: [DONE]`.
 
+use open_clanker_core::ExposeSecret as _;
 use std::collections::VecDeque;
 
 use eventsource_stream::Event;
@@ -47,8 +48,9 @@ impl OpenAiProvider {
         let url = http::endpoint(KIND, &config.base_url, "/chat/completions", &redactor)?;
         let models_url = http::endpoint(KIND, &config.base_url, "/models", &redactor)?;
         let mut headers = HeaderMap::new();
-        if !config.api_key.trim().is_empty() {
-            let bearer = format!("Bearer {}", config.api_key.trim());
+        let key = config.api_key.expose_secret().trim();
+        if !key.is_empty() {
+            let bearer = format!("Bearer {key}");
             headers.insert(
                 AUTHORIZATION,
                 http::secret_header(&bearer, "OpenAI API key")?,

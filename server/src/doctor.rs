@@ -84,11 +84,11 @@ async fn providers(c: &Config) -> Vec<Check> {
             continue;
         };
         any = true;
-        let base_url = crate::gateway::base_url(kind, section);
+        let base_url = section.url(kind);
         // As shown: without the credentials it may carry.
-        let url = open_clanker_core::redact::redact_url(&base_url);
+        let url = open_clanker_core::redact::redact_url(base_url);
         let mut pc = open_clanker_providers::ProviderConfig::new(kind, key.to_string());
-        pc.base_url = base_url;
+        pc.base_url = base_url.into();
         pc.connect_timeout = PROBE_TIMEOUT;
         pc.idle_timeout = PROBE_TIMEOUT;
         pc.http2_prior_knowledge = section.http2_prior_knowledge;

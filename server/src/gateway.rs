@@ -16,7 +16,7 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
-use crate::config::{Config, ProviderSection};
+use crate::config::Config;
 use crate::grpc::{ChatApi, GatewayApi, SessionApi};
 use open_clanker_engine::{Engine, ProviderEntry};
 
@@ -45,15 +45,6 @@ pub enum GatewayError {
         "TLS: {0} (set tls.cert_file / tls.key_file, or OPEN_CLANKER_TLS_CERT_FILE / OPEN_CLANKER_TLS_KEY_FILE)"
     )]
     Tls(String),
-}
-
-/// The base URL a provider is reached at.
-pub fn base_url(kind: ProviderKind, section: &ProviderSection) -> String {
-    section
-        .base_url
-        .as_deref()
-        .unwrap_or(ProviderConfig::default_base_url(kind))
-        .to_string()
 }
 
 /// Where the store lives, without any password.
@@ -103,7 +94,7 @@ pub fn build_providers(
         let section = config.providers.get(kind);
         let Some(key) = section.key() else { continue };
         let mut pc = ProviderConfig::new(kind, key.to_string());
-        pc.base_url = base_url(kind, section);
+        pc.base_url = section.url(kind).into();
         pc.connect_timeout = Duration::from_secs(section.connect_timeout_secs);
         pc.idle_timeout = Duration::from_secs(section.idle_timeout_secs);
         pc.max_retries = section.max_retries;

@@ -308,9 +308,7 @@ impl pb::gateway_service_server::GatewayService for GatewayApi {
                 pb::ProviderStatus {
                     name: kind.to_string(),
                     configured: s.key().is_some(),
-                    base_url: open_clanker_core::redact::redact_url(&crate::gateway::base_url(
-                        kind, s,
-                    )),
+                    base_url: open_clanker_core::redact::redact_url(s.url(kind)),
                     default_model: s.model.clone(),
                 }
             })
