@@ -19,8 +19,9 @@ use crate::access::{AccessPolicy, Resolved, Who};
 use crate::backoff::retry;
 use crate::commands::{self, Command, Parsed};
 use crate::pairing;
-use crate::relay::{self, RelayConfig, RelayOutcome, ReplySink, SendError};
+use crate::relay::{self, RelayConfig, RelayOutcome};
 use crate::session::session_key;
+use crate::sink::{ReplySink, SendError};
 use crate::status::StatusHandle;
 
 /// What a channel needs from the gateway.

@@ -17,7 +17,7 @@ use serenity::model::channel::{Message, MessageFlags};
 use serenity::model::id::{ChannelId, MessageId};
 use serenity::model::user::CurrentUser;
 
-use crate::relay::{ReplySink, SendError};
+use crate::sink::{ReplySink, SendError};
 use crate::split::DISCORD_LIMIT;
 
 /// How a REST call failed.

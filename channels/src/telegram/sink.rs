@@ -11,7 +11,7 @@ use teloxide::types::{
 use teloxide::{ApiError, Bot, RequestError};
 
 use crate::markdown::to_telegram_html;
-use crate::relay::{ReplySink, SendError};
+use crate::sink::{ReplySink, SendError};
 use crate::split::TELEGRAM_LIMIT;
 
 /// Replies into one Telegram chat.
