@@ -21,9 +21,11 @@
 //! | [`relay`] | the throttled stream-by-editing relay of an answer into a [`ReplySink`] |
 //! | [`pipeline`] | one incoming message, start to finish: access, pairing, commands, the turn |
 //! | [`status`] | what `GetStatus` reports per channel |
+//! | [`runtime`] | what every platform runs on: start-up errors, retried calls, dispatch, shutdown |
 //!
-//! A platform module ([`telegram`], [`discord`]) turns its updates into [`pipeline::Inbound`]
-//! messages and implements [`ReplySink`] for its API.
+//! A platform module ([`telegram`], [`discord`]) implements [`runtime::Platform`], turns its updates
+//! into [`pipeline::Inbound`] messages handed to [`runtime::Runtime::dispatch`], and implements
+//! [`ReplySink`] for its API.
 
 pub mod access;
 pub mod backoff;
@@ -33,6 +35,7 @@ pub mod markdown;
 pub mod pairing;
 pub mod pipeline;
 pub mod relay;
+pub mod runtime;
 pub mod session;
 pub mod sink;
 pub mod split;
@@ -41,6 +44,7 @@ pub mod telegram;
 
 pub use access::{AccessPolicy, DmPolicy, GroupPolicy};
 pub use pipeline::{ChannelContext, Inbound, Pipeline};
+pub use runtime::{Platform, StartError, Started};
 pub use sink::{ReplySink, SendError};
 pub use status::{ChannelStatus, StatusBoard, StatusHandle};
 

@@ -195,7 +195,7 @@ async fn run_with(dc: DiscordStandIn, token: &str, access: AccessPolicy) -> Runn
         relay: relay(),
         link_previews: false,
     };
-    let Started { task } = start(settings, ctx, &board, cancel.clone()).unwrap();
+    let Started { task, .. } = start(settings, ctx, &board, cancel.clone()).unwrap();
     Running {
         dc,
         backend,
@@ -550,7 +550,7 @@ async fn an_unreachable_api_is_retried_with_backoff() {
         backend,
         access: Arc::new(NoAccess),
     };
-    let Started { task } = start(settings, ctx, &board, cancel.clone()).unwrap();
+    let Started { task, .. } = start(settings, ctx, &board, cancel.clone()).unwrap();
     let failed = dc
         .wait_until(WAIT, |_| {
             board
