@@ -1,7 +1,10 @@
 //! What a platform implements to answer in a chat: [`ReplySink`] and the [`SendError`] its calls
-//! return (the relay and [`crate::backoff::retry`] decide by it what to do next).
+//! return (the relay and [`crate::backoff::retry`] decide by it what to do next), and
+//! [`redact_token`], which keeps the bot token out of those errors.
 
 use std::time::Duration;
+
+use open_clanker_core::{ExposeSecret, SecretString};
 
 /// Why a platform call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,4 +40,16 @@ pub trait ReplySink: Send + Sync {
 
     /// Replaces the text of a message posted by [`ReplySink::send`].
     async fn edit(&self, handle: &Self::Handle, markdown: &str) -> Result<(), SendError>;
+}
+
+/// `text` with the bot token replaced by `<token>`: an HTTP client's errors may carry the request
+/// URL, and the Bot API has the token in its path. (The one place the token is read that is not
+/// a request.)
+pub fn redact_token(text: &str, token: &SecretString) -> String {
+    let token = token.expose_secret();
+    if token.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(token.as_str(), "<token>")
+    }
 }

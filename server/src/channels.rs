@@ -12,7 +12,7 @@ use open_clanker_channels::discord::{self, DiscordSettings};
 use open_clanker_channels::relay::RelayConfig;
 use open_clanker_channels::telegram::{self, Mode, TelegramSettings};
 use open_clanker_channels::{AccessPolicy, ChannelContext, DmPolicy, GroupPolicy, StatusBoard};
-use open_clanker_core::{AccessStore, ChatBackend, redact};
+use open_clanker_core::{AccessStore, ChatBackend, SecretString, redact};
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -424,7 +424,7 @@ impl fmt::Debug for Channels {
 
 /// The Telegram settings from the configuration, when a token is set.
 pub fn telegram_settings(c: &TelegramConfig) -> Option<TelegramSettings> {
-    let token = c.token()?.to_owned();
+    let token = SecretString::new(c.token()?.to_owned());
     let mode = match c.mode {
         TelegramMode::Polling => Mode::Polling {
             timeout: Duration::from_secs(c.poll_timeout_secs),
@@ -452,7 +452,7 @@ pub fn telegram_settings(c: &TelegramConfig) -> Option<TelegramSettings> {
 
 /// The Discord settings from the configuration, when a token is set.
 pub fn discord_settings(c: &DiscordConfig) -> Option<DiscordSettings> {
-    let token = c.token()?.to_owned();
+    let token = SecretString::new(c.token()?.to_owned());
     Some(DiscordSettings {
         token,
         api_url: c
@@ -573,6 +573,7 @@ impl Channels {
 mod tests {
     use super::*;
     use crate::config::from_sources;
+    use open_clanker_core::ExposeSecret;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -595,7 +596,7 @@ mod tests {
         )
         .unwrap();
         let s = telegram_settings(&c.channels.telegram).unwrap();
-        assert_eq!(s.token, "123:abc");
+        assert_eq!(s.token.expose_secret(), "123:abc");
         assert_eq!(s.api_url, "http://127.0.0.1:9");
         assert_eq!(s.access.allow_from, ["1", "2"]);
         assert_eq!(s.access.dm, DmPolicy::Pairing);
@@ -612,7 +613,7 @@ mod tests {
         )
         .unwrap();
         let s = discord_settings(&c.channels.discord).unwrap();
-        assert_eq!(s.token, "MTE4.abc.def");
+        assert_eq!(s.token.expose_secret(), "MTE4.abc.def");
         assert_eq!(s.api_url, discord::DEFAULT_API_URL);
         assert_eq!(s.access.dm, DmPolicy::Pairing);
         assert_eq!(s.access.group_allow_from, ["123"]);

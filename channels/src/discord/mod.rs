@@ -34,6 +34,7 @@ use tracing::{debug, info, warn};
 
 pub use sink::{DiscordSink, Rest, RestError, message_flags};
 
+use open_clanker_core::SecretString;
 use open_clanker_core::redact::redact_url;
 
 use crate::access::AccessPolicy;
@@ -41,6 +42,7 @@ use crate::backoff::Backoff;
 use crate::pipeline::{ChannelContext, Inbound};
 use crate::relay::RelayConfig;
 use crate::runtime::{Failure, Platform, Runtime, SHUTDOWN_WAIT, http_client, parse_url, pause};
+use crate::sink::redact_token;
 use crate::status::{StatusBoard, StatusHandle};
 
 pub use crate::runtime::{StartError, Started};
@@ -66,9 +68,10 @@ pub fn intents() -> GatewayIntents {
 }
 
 /// Everything the Discord channel needs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DiscordSettings {
-    pub token: String,
+    /// From the Developer Portal.
+    pub token: SecretString,
     /// The API base, e.g. [`DEFAULT_API_URL`].
     pub api_url: String,
     pub access: AccessPolicy,
@@ -76,17 +79,6 @@ pub struct DiscordSettings {
     /// Let Discord show previews (embeds) of the links in answers. Off by default: Discord fetches
     /// every previewed link, so an answer could make it send data to any address unclicked.
     pub link_previews: bool,
-}
-
-impl std::fmt::Debug for DiscordSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiscordSettings")
-            .field("token", &"<redacted>")
-            .field("api_url", &redact_url(&self.api_url))
-            .field("access", &self.access)
-            .field("link_previews", &self.link_previews)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Discord as a [`Platform`].
@@ -151,11 +143,12 @@ pub async fn check_token(token: &str, api_url: &str, timeout: Duration) -> Resul
         .timeout(timeout)
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let rest = Rest::new(token, api_url, client);
+    let token = SecretString::new(token.to_owned());
+    let rest = Rest::new(&token, api_url, client);
     match rest.current_user().await {
         Ok(me) => Ok(tag(&me)),
         Err(RestError::Unauthorized) => Err(REJECTED.to_owned()),
-        Err(e) => Err(sink::redact(&e.to_string(), token)),
+        Err(e) => Err(redact_token(&e.to_string(), &token)),
     }
 }
 
@@ -233,7 +226,7 @@ impl EventHandler for Handler {
 
 impl Channel {
     fn redact(&self, text: &str) -> String {
-        sink::redact(text, &self.settings.token)
+        redact_token(text, &self.settings.token)
     }
 
     fn classify(&self, e: &RestError) -> Failure {

@@ -24,6 +24,7 @@ pub use sink::TelegramSink;
 pub use webhook::{SECRET_HEADER, webhook_router};
 
 use open_clanker_core::redact::redact_url;
+use open_clanker_core::{ExposeSecret, SecretString};
 
 use crate::access::AccessPolicy;
 use crate::backoff::Backoff;
@@ -31,6 +32,7 @@ use crate::commands::Command;
 use crate::pipeline::{ChannelContext, Inbound};
 use crate::relay::RelayConfig;
 use crate::runtime::{Failure, Platform, Runtime, http_client, parse_url};
+use crate::sink::redact_token;
 use crate::status::StatusBoard;
 
 pub use crate::runtime::{StartError, Started};
@@ -43,7 +45,7 @@ pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
 const TITLE: &str = "Telegram";
 
 /// How updates arrive.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Mode {
     /// `getUpdates` long polling, `timeout` seconds per request.
     Polling { timeout: Duration },
@@ -52,10 +54,21 @@ pub enum Mode {
     Webhook { url: String, secret: String },
 }
 
+/// `polling (25s)` or `webhook (<url>)`: the webhook's secret is not shown.
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Polling { timeout } => write!(f, "polling ({timeout:?})"),
+            Mode::Webhook { url, .. } => write!(f, "webhook ({url})"),
+        }
+    }
+}
+
 /// Everything the Telegram channel needs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TelegramSettings {
-    pub token: String,
+    /// From @BotFather.
+    pub token: SecretString,
     /// The Bot API server, e.g. [`DEFAULT_API_URL`].
     pub api_url: String,
     pub access: AccessPolicy,
@@ -64,24 +77,6 @@ pub struct TelegramSettings {
     /// Let Telegram show previews of the links in answers. Off by default: Telegram fetches a
     /// previewed link, so an answer could make it send data to any address unclicked.
     pub link_previews: bool,
-}
-
-impl std::fmt::Debug for TelegramSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TelegramSettings")
-            .field("token", &"<redacted>")
-            .field("api_url", &redact_url(&self.api_url))
-            .field("access", &self.access)
-            .field(
-                "mode",
-                &match &self.mode {
-                    Mode::Polling { timeout } => format!("polling ({timeout:?})"),
-                    Mode::Webhook { url, .. } => format!("webhook ({url})"),
-                },
-            )
-            .field("link_previews", &self.link_previews)
-            .finish()
-    }
 }
 
 /// Telegram as a [`Platform`].
@@ -123,7 +118,10 @@ pub async fn check_token(token: &str, api_url: &str, timeout: Duration) -> Resul
             .username
             .clone()
             .unwrap_or_else(|| me.user.first_name.clone())),
-        Err(e) => Err(sink::redact(&e.to_string(), token)),
+        Err(e) => Err(redact_token(
+            &e.to_string(),
+            &SecretString::new(token.to_owned()),
+        )),
     }
 }
 
@@ -152,7 +150,7 @@ pub fn start(
     };
     // Long polls must end before the client gives up on them.
     let client = http_client(poll + Duration::from_secs(30))?;
-    let bot = Bot::with_client(settings.token.clone(), client).set_api_url(api_url);
+    let bot = Bot::with_client(settings.token.expose_secret().clone(), client).set_api_url(api_url);
     let channel = Channel { bot, settings, rt };
     let task = tokio::spawn(channel.run(updates, cancel));
     Ok(Started { task, webhook })
@@ -178,7 +176,7 @@ struct Channel {
 
 impl Channel {
     fn redact(&self, text: &str) -> String {
-        sink::redact(text, &self.settings.token)
+        redact_token(text, &self.settings.token)
     }
 
     fn classify(&self, e: &RequestError) -> Failure {
@@ -418,7 +416,7 @@ mod tests {
     #[test]
     fn settings_debug_hides_the_token() {
         let s = TelegramSettings {
-            token: "123:secret".into(),
+            token: SecretString::new("123:secret".into()),
             api_url: DEFAULT_API_URL.into(),
             access: AccessPolicy::default(),
             mode: Mode::Webhook {
@@ -438,7 +436,10 @@ mod tests {
     #[test]
     fn errors_never_show_the_token() {
         assert_eq!(
-            sink::redact("GET /bot123:abc/getMe failed", "123:abc"),
+            redact_token(
+                "GET /bot123:abc/getMe failed",
+                &SecretString::new("123:abc".into())
+            ),
             "GET /bot<token>/getMe failed"
         );
     }
