@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::relay::SendError;
+use crate::sink::SendError;
 
 /// Exponential backoff: `initial`, doubling up to `max`, each delay jittered by ±20%.
 #[derive(Debug, Clone)]

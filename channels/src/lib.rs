@@ -16,13 +16,16 @@
 //! | [`session`] | session keys: one per DM chat, one per sender in a group |
 //! | [`split`] | Markdown-aware splitting at a platform's limit |
 //! | [`markdown`] | Markdown to Telegram HTML (escaped, always balanced) and plain text |
-//! | [`relay`] | the [`relay::ReplySink`] a platform implements, and the throttled stream-by-editing relay |
+//! | [`sink`] | the [`ReplySink`] a platform implements, and the [`SendError`] its calls return |
 //! | [`backoff`] | exponential backoff with jitter; retries that honour `retry_after` |
+//! | [`relay`] | the throttled stream-by-editing relay of an answer into a [`ReplySink`] |
 //! | [`pipeline`] | one incoming message, start to finish: access, pairing, commands, the turn |
 //! | [`status`] | what `GetStatus` reports per channel |
+//! | [`runtime`] | what every platform runs on: start-up errors, retried calls, dispatch, shutdown |
 //!
-//! A platform module ([`telegram`], [`discord`]) turns its updates into [`pipeline::Inbound`]
-//! messages and implements [`relay::ReplySink`] for its API.
+//! A platform module ([`telegram`], [`discord`]) implements [`runtime::Platform`], turns its updates
+//! into [`pipeline::Inbound`] messages handed to [`runtime::Runtime::dispatch`], and implements
+//! [`ReplySink`] for its API.
 
 pub mod access;
 pub mod backoff;
@@ -32,13 +35,17 @@ pub mod markdown;
 pub mod pairing;
 pub mod pipeline;
 pub mod relay;
+pub mod runtime;
 pub mod session;
+pub mod sink;
 pub mod split;
 pub mod status;
 pub mod telegram;
 
 pub use access::{AccessPolicy, DmPolicy, GroupPolicy};
 pub use pipeline::{ChannelContext, Inbound, Pipeline};
+pub use runtime::{Platform, StartError, Started};
+pub use sink::{ReplySink, SendError};
 pub use status::{ChannelStatus, StatusBoard, StatusHandle};
 
 /// The channels this build knows, by the names used in session keys, the allowlist and the CLI.

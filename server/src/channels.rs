@@ -8,11 +8,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use open_clanker_channels::discord::{self, DiscordSettings};
+use open_clanker_channels::discord::{self, Discord, DiscordSettings};
 use open_clanker_channels::relay::RelayConfig;
-use open_clanker_channels::telegram::{self, Mode, TelegramSettings};
-use open_clanker_channels::{AccessPolicy, ChannelContext, StatusBoard};
-use open_clanker_core::{AccessStore, ChatBackend, ExposeSecret};
+use open_clanker_channels::telegram::{Mode, Telegram, TelegramSettings};
+use open_clanker_channels::{AccessPolicy, ChannelContext, Platform, StatusBoard};
+use open_clanker_core::{AccessStore, ChatBackend, ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -24,7 +24,8 @@ pub struct Channels {
     board: StatusBoard,
     cancel: CancellationToken,
     tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
-    webhook: Option<axum::Router>,
+    /// The channels' routes on the gateway's port (the Telegram webhook).
+    routes: Vec<axum::Router>,
 }
 
 impl fmt::Debug for Channels {
@@ -37,7 +38,7 @@ impl fmt::Debug for Channels {
 
 /// The Telegram settings from the configuration, when a token is set.
 pub fn telegram_settings(c: &TelegramConfig) -> Option<TelegramSettings> {
-    let token = c.token()?.to_owned();
+    let token = SecretString::new(c.token()?.to_owned());
     let mode = match c.mode {
         TelegramMode::Polling => Mode::Polling {
             timeout: Duration::from_secs(c.poll_timeout_secs),
@@ -69,7 +70,7 @@ pub fn telegram_settings(c: &TelegramConfig) -> Option<TelegramSettings> {
 
 /// The Discord settings from the configuration, when a token is set.
 pub fn discord_settings(c: &DiscordConfig) -> Option<DiscordSettings> {
-    let token = c.token()?.to_owned();
+    let token = SecretString::new(c.token()?.to_owned());
     Some(DiscordSettings {
         token,
         api_url: c
@@ -92,71 +93,50 @@ pub fn discord_settings(c: &DiscordConfig) -> Option<DiscordSettings> {
 /// Starts the channels that have a token. Never fails: a channel that cannot start reports why in
 /// its status and the log.
 pub fn start(config: &Config, engine: Arc<Engine>) -> Channels {
-    let board = StatusBoard::new();
-    let cancel = CancellationToken::new();
     let backend: Arc<dyn ChatBackend> = engine.clone();
     let access: Arc<dyn AccessStore> = Arc::new(engine.store().clone());
     let ctx = ChannelContext { backend, access };
-    let mut tasks = Vec::new();
-    let mut webhook = None;
-
-    match telegram_settings(&config.channels.telegram) {
-        Some(settings) => {
-            info!(
-                channel = "telegram",
-                dm_policy = settings.access.dm.as_str(),
-                group_policy = settings.access.group.as_str(),
-                "starting the Telegram channel"
-            );
-            let ctx = crate::metrics::metered_channel("telegram", ctx.clone());
-            match telegram::start(settings, ctx, &board, cancel.child_token()) {
-                Ok(started) => {
-                    webhook = started.webhook;
-                    tasks.push(("telegram", started.task));
-                }
-                Err(e) => {
-                    error!(channel = "telegram", error = %e, "the Telegram channel cannot start");
-                    board
-                        .register("telegram", true)
-                        .disconnected(&e.to_string());
-                }
-            }
-        }
-        None => {
-            board.register("telegram", false);
-        }
-    }
-
-    match discord_settings(&config.channels.discord) {
-        Some(settings) => {
-            info!(
-                channel = "discord",
-                dm_policy = settings.access.dm.as_str(),
-                group_policy = settings.access.group.as_str(),
-                "starting the Discord channel"
-            );
-            let ctx = crate::metrics::metered_channel("discord", ctx.clone());
-            match discord::start(settings, ctx, &board, cancel.child_token()) {
-                Ok(started) => tasks.push(("discord", started.task)),
-                Err(e) => {
-                    error!(channel = "discord", error = %e, "the Discord channel cannot start");
-                    board.register("discord", true).disconnected(&e.to_string());
-                }
-            }
-        }
-        None => {
-            board.register("discord", false);
-        }
-    }
-    Channels {
-        board,
-        cancel,
-        tasks,
-        webhook,
-    }
+    let mut channels = Channels {
+        board: StatusBoard::new(),
+        cancel: CancellationToken::new(),
+        tasks: Vec::new(),
+        routes: Vec::new(),
+    };
+    channels.launch::<Telegram>(telegram_settings(&config.channels.telegram), &ctx);
+    channels.launch::<Discord>(discord_settings(&config.channels.discord), &ctx);
+    channels
 }
 
 impl Channels {
+    /// Starts platform `P` when it has settings (a token), else shows it as off.
+    fn launch<P: Platform>(&mut self, settings: Option<P::Settings>, ctx: &ChannelContext) {
+        let Some(settings) = settings else {
+            self.board.register(P::NAME, false);
+            return;
+        };
+        let access = P::access(&settings);
+        info!(
+            channel = P::NAME,
+            dm_policy = access.dm.as_str(),
+            group_policy = access.group.as_str(),
+            "starting the {} channel",
+            P::TITLE
+        );
+        let ctx = crate::metrics::metered_channel(P::NAME, ctx.clone());
+        match P::start(settings, ctx, &self.board, self.cancel.child_token()) {
+            Ok(started) => {
+                self.routes.extend(started.webhook);
+                self.tasks.push((P::NAME, started.task));
+            }
+            Err(e) => {
+                error!(channel = P::NAME, error = %e, "the {} channel cannot start", P::TITLE);
+                self.board
+                    .register(P::NAME, true)
+                    .disconnected(&e.to_string());
+            }
+        }
+    }
+
     /// The channels' states, for `GetStatus`.
     pub fn status(&self) -> StatusBoard {
         self.board.clone()
@@ -165,10 +145,9 @@ impl Channels {
     /// Adds the channels' HTTP routes (the Telegram webhook) to the gateway's router. They check
     /// their own secret, so they go outside the API-token guard.
     pub fn mount(&mut self, router: axum::Router) -> axum::Router {
-        match self.webhook.take() {
-            Some(hook) => router.merge(hook),
-            None => router,
-        }
+        std::mem::take(&mut self.routes)
+            .into_iter()
+            .fold(router, axum::Router::merge)
     }
 
     /// Asks every channel to stop taking new messages.
@@ -214,7 +193,7 @@ mod tests {
         )
         .unwrap();
         let s = telegram_settings(&c.channels.telegram).unwrap();
-        assert_eq!(s.token, "123:abc");
+        assert_eq!(s.token.expose_secret(), "123:abc");
         assert_eq!(s.api_url, "http://127.0.0.1:9");
         assert_eq!(s.access.allow_from, ["1", "2"]);
         assert_eq!(s.access.dm, DmPolicy::Pairing);
@@ -231,7 +210,7 @@ mod tests {
         )
         .unwrap();
         let s = discord_settings(&c.channels.discord).unwrap();
-        assert_eq!(s.token, "MTE4.abc.def");
+        assert_eq!(s.token.expose_secret(), "MTE4.abc.def");
         assert_eq!(s.api_url, discord::DEFAULT_API_URL);
         assert_eq!(s.access.dm, DmPolicy::Pairing);
         assert_eq!(s.access.group_allow_from, ["123"]);

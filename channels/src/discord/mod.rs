@@ -28,29 +28,31 @@ use serenity::all::{
     ClientBuilder, ConnectionStage, Context, EventHandler, GatewayError, GatewayIntents, Message,
     MessageType, Ready, ResumedEvent, ShardStageUpdateEvent, User, UserId,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 pub use sink::{DiscordSink, Rest, RestError, message_flags};
 
+use open_clanker_core::SecretString;
 use open_clanker_core::redact::redact_url;
 
 use crate::access::AccessPolicy;
 use crate::backoff::Backoff;
-use crate::pipeline::{ChannelContext, Inbound, Pipeline};
+use crate::pipeline::{ChannelContext, Inbound};
 use crate::relay::RelayConfig;
+use crate::runtime::{Failure, Platform, Runtime, SHUTDOWN_WAIT, http_client, parse_url, pause};
+use crate::sink::redact_token;
 use crate::status::{StatusBoard, StatusHandle};
+
+pub use crate::runtime::{StartError, Started};
 
 /// The channel's name (session keys `discord:<channel id>`, the allowlist, the CLI).
 pub const NAME: &str = "discord";
 /// The official API (serenity's routes are `https://discord.com/api/v10/...`).
 pub const DEFAULT_API_URL: &str = "https://discord.com";
-/// Messages handled at once (each may be a running turn).
-const MAX_CONCURRENT: usize = 16;
-/// How long shutdown waits for messages being handled, and for serenity's shards to close.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// The platform's name in messages.
+const TITLE: &str = "Discord";
 /// serenity hands each event to its own task, so two messages arriving together may reach the
 /// handler in either order: the ones arriving within this window are put back in gateway order
 /// (message ids are snowflakes, increasing with time) before they take their places.
@@ -66,9 +68,10 @@ pub fn intents() -> GatewayIntents {
 }
 
 /// Everything the Discord channel needs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DiscordSettings {
-    pub token: String,
+    /// From the Developer Portal.
+    pub token: SecretString,
     /// The API base, e.g. [`DEFAULT_API_URL`].
     pub api_url: String,
     pub access: AccessPolicy,
@@ -78,30 +81,26 @@ pub struct DiscordSettings {
     pub link_previews: bool,
 }
 
-impl std::fmt::Debug for DiscordSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiscordSettings")
-            .field("token", &"<redacted>")
-            .field("api_url", &redact_url(&self.api_url))
-            .field("access", &self.access)
-            .field("link_previews", &self.link_previews)
-            .finish_non_exhaustive()
+/// Discord as a [`Platform`].
+pub struct Discord;
+
+impl Platform for Discord {
+    const NAME: &'static str = NAME;
+    const TITLE: &'static str = TITLE;
+    type Settings = DiscordSettings;
+
+    fn access(settings: &DiscordSettings) -> &AccessPolicy {
+        &settings.access
     }
-}
 
-/// A started channel.
-pub struct Started {
-    /// Ends after the cancellation token fires (or when the token is rejected).
-    pub task: tokio::task::JoinHandle<()>,
-}
-
-/// Why the channel could not start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StartError {
-    #[error("invalid Discord api_url {0:?}: {1}")]
-    ApiUrl(String, String),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    fn start(
+        settings: DiscordSettings,
+        ctx: ChannelContext,
+        board: &StatusBoard,
+        cancel: CancellationToken,
+    ) -> Result<Started, StartError> {
+        start(settings, ctx, board, cancel)
+    }
 }
 
 /// The message shown when Discord refuses the token over REST (401).
@@ -115,13 +114,14 @@ const NO_CONTENT_INTENT: &str = "Discord refused the MESSAGE CONTENT intent (gat
      4014): enable it in the Developer Portal (Bot > Privileged Gateway Intents)";
 
 fn parse_api_url(api_url: &str) -> Result<(), StartError> {
-    let url = reqwest::Url::parse(api_url)
-        .map_err(|e| StartError::ApiUrl(redact_url(api_url), e.to_string()))?;
+    let url = parse_url(TITLE, "api_url", api_url)?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(StartError::ApiUrl(
-            redact_url(api_url),
-            "must start with http:// or https://".into(),
-        ));
+        return Err(StartError::Url {
+            platform: TITLE,
+            setting: "api_url",
+            url: redact_url(api_url),
+            reason: "must start with http:// or https://".into(),
+        });
     }
     Ok(())
 }
@@ -143,11 +143,12 @@ pub async fn check_token(token: &str, api_url: &str, timeout: Duration) -> Resul
         .timeout(timeout)
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let rest = Rest::new(token, api_url, client);
+    let token = SecretString::new(token.to_owned());
+    let rest = Rest::new(&token, api_url, client);
     match rest.current_user().await {
         Ok(me) => Ok(tag(&me)),
         Err(RestError::Unauthorized) => Err(REJECTED.to_owned()),
-        Err(e) => Err(sink::redact(&e.to_string(), token)),
+        Err(e) => Err(redact_token(&e.to_string(), &token)),
     }
 }
 
@@ -158,32 +159,16 @@ pub fn start(
     board: &StatusBoard,
     cancel: CancellationToken,
 ) -> Result<Started, StartError> {
-    let status = board.register(NAME, true);
+    let rt = Runtime::new::<Discord>(ctx, settings.access.clone(), settings.relay, board);
     parse_api_url(&settings.api_url)?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| StartError::Client(e.to_string()))?;
+    let client = http_client(Duration::from_secs(30))?;
     let rest = Arc::new(Rest::new(&settings.token, &settings.api_url, client));
-    let pipeline = Arc::new(Pipeline::new(
-        NAME,
-        ctx,
-        settings.access.clone(),
-        settings.relay,
-        Some(status.clone()),
-    ));
-    let channel = Channel {
-        rest,
-        settings,
-        pipeline,
-        status,
-        tasks: TaskTracker::new(),
-        permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
-    };
+    let channel = Channel { rest, settings, rt };
     let task = tokio::spawn(channel.run(cancel));
-    Ok(Started { task })
+    Ok(Started {
+        task,
+        webhook: None,
+    })
 }
 
 /// Who the bot is.
@@ -195,10 +180,7 @@ struct Me {
 struct Channel {
     rest: Arc<Rest>,
     settings: DiscordSettings,
-    pipeline: Arc<Pipeline>,
-    status: StatusHandle,
-    tasks: TaskTracker,
-    permits: Arc<Semaphore>,
+    rt: Runtime,
 }
 
 /// serenity's events, as the channel uses them.
@@ -242,97 +224,48 @@ impl EventHandler for Handler {
     }
 }
 
-/// Sleeps, or returns false when cancelled first.
-async fn pause(cancel: &CancellationToken, wait: Duration) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(wait) => true,
-    }
-}
-
 impl Channel {
     fn redact(&self, text: &str) -> String {
-        sink::redact(text, &self.settings.token)
+        redact_token(text, &self.settings.token)
     }
 
-    fn fatal(&self, message: &str) {
-        error!(
-            channel = NAME,
-            "{message}; the Discord channel is stopped, the rest of the gateway keeps running"
-        );
-        self.status.disconnected(message);
-    }
-
-    /// `GET /users/@me` until it answers; None when the token is rejected or on shutdown.
-    async fn who_am_i(&self, cancel: &CancellationToken, backoff: &mut Backoff) -> Option<Me> {
-        loop {
-            let answer = tokio::select! {
-                _ = cancel.cancelled() => return None,
-                a = self.rest.current_user() => a,
-            };
-            let wait = match answer {
-                Ok(me) => {
-                    backoff.reset();
-                    return Some(Me {
-                        id: me.id,
-                        name: me.name.clone(),
-                    });
-                }
-                Err(RestError::Unauthorized) => {
-                    self.fatal(REJECTED);
-                    return None;
-                }
-                Err(RestError::RateLimited(wait)) => {
-                    info!(
-                        channel = NAME,
-                        wait_ms = wait.as_millis() as u64,
-                        "rate limited"
-                    );
-                    wait
-                }
-                Err(e) => {
-                    let wait = backoff.next_delay();
-                    let message = self.redact(&e.to_string());
-                    warn!(
-                        channel = NAME,
-                        error = %message,
-                        retry_in_ms = wait.as_millis() as u64,
-                        "GET /users/@me failed; retrying"
-                    );
-                    self.status
-                        .disconnected(&format!("GET /users/@me: {message}"));
-                    wait
-                }
-            };
-            if !pause(cancel, wait).await {
-                return None;
-            }
+    fn classify(&self, e: &RestError) -> Failure {
+        match e {
+            RestError::Unauthorized => Failure::Fatal(REJECTED.to_owned()),
+            RestError::RateLimited(wait) => Failure::Wait(*wait, "rate limited".to_owned()),
+            other => Failure::Retry(self.redact(&other.to_string())),
         }
     }
 
     async fn run(self, cancel: CancellationToken) {
+        self.rt.serve(self.receive(&cancel)).await;
+    }
+
+    /// `GET /users/@me`, then the gateway and the messages until shutdown (or a refusal).
+    async fn receive(&self, cancel: &CancellationToken) {
         let mut backoff = Backoff::default();
-        if let Some(me) = self.who_am_i(&cancel, &mut backoff).await {
-            // Stops this channel only: on shutdown, or when Discord refuses it for good.
-            let stop = cancel.child_token();
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::join!(
-                self.gateway(tx, &stop, &mut backoff),
-                self.dispatch_all(rx, &me, &stop),
-            );
-        }
-        self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_WAIT, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            warn!(
-                channel = NAME,
-                "messages still being handled at shutdown were abandoned"
-            );
-        }
-        self.status.stopped();
-        info!(channel = NAME, "Discord channel stopped");
+        let me = self
+            .rt
+            .until_ok(
+                "GET /users/@me",
+                cancel,
+                &mut backoff,
+                || self.rest.current_user(),
+                |e| self.classify(e),
+            )
+            .await;
+        let Some(me) = me else { return };
+        let me = Me {
+            id: me.id,
+            name: me.name.clone(),
+        };
+        // Stops this channel only: on shutdown, or when Discord refuses it for good.
+        let stop = cancel.child_token();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::join!(
+            self.gateway(tx, &stop, &mut backoff),
+            self.dispatch_all(rx, &me, &stop),
+        );
     }
 
     /// Runs serenity's gateway client, building a new one after a backoff when it gives up. Ends
@@ -348,7 +281,7 @@ impl Channel {
             let ready = Arc::new(AtomicBool::new(false));
             let handler = Handler {
                 messages: tx.clone(),
-                status: self.status.clone(),
+                status: self.rt.status().clone(),
                 ready: ready.clone(),
             };
             let built = tokio::select! {
@@ -361,7 +294,7 @@ impl Channel {
                 Err(e) => {
                     let message = self.redact(&e.to_string());
                     warn!(channel = NAME, error = %message, "cannot build the Discord client");
-                    self.status.disconnected(&message);
+                    self.rt.status().disconnected(&message);
                     if !pause(cancel, backoff.next_delay()).await {
                         return;
                     }
@@ -386,7 +319,7 @@ impl Channel {
                             if !ready.load(Ordering::SeqCst) {
                                 let message = "no READY from the Discord gateway yet; still trying";
                                 warn!(channel = NAME, "{message}");
-                                self.status.disconnected(message);
+                                self.rt.status().disconnected(message);
                             }
                         }
                     }
@@ -407,14 +340,14 @@ impl Channel {
             }
             let message = match ended {
                 Err(serenity::Error::Gateway(GatewayError::InvalidAuthentication)) => {
-                    self.fatal(REJECTED_GATEWAY);
+                    self.rt.fatal(REJECTED_GATEWAY);
                     stop.cancel();
                     return;
                 }
                 Err(serenity::Error::Gateway(
                     GatewayError::DisallowedGatewayIntents | GatewayError::InvalidGatewayIntents,
                 )) => {
-                    self.fatal(NO_CONTENT_INTENT);
+                    self.rt.fatal(NO_CONTENT_INTENT);
                     stop.cancel();
                     return;
                 }
@@ -428,7 +361,7 @@ impl Channel {
                 retry_in_ms = wait.as_millis() as u64,
                 "Discord gateway failed; reconnecting"
             );
-            self.status.disconnected(&message);
+            self.rt.status().disconnected(&message);
             if !pause(cancel, wait).await {
                 return;
             }
@@ -470,22 +403,9 @@ impl Channel {
     /// Hands a message to the pipeline on its own task (bounded in number), its place in its
     /// session's queue taken now.
     async fn dispatch(&self, message: Message, me: &Me) {
-        let Some((inbound, sink)) = self.inbound(&message, me) else {
-            return;
-        };
-        let Ok(permit) = self.permits.clone().acquire_owned().await else {
-            return;
-        };
-        let pipeline = self.pipeline.clone();
-        let bot_name = me.name.clone();
-        let place = pipeline.reserve(&inbound).await;
-        self.tasks.spawn(async move {
-            let _permit = permit;
-            let outcome = pipeline
-                .handle_in_turn(place, inbound, Some(&bot_name), &sink)
-                .await;
-            debug!(channel = NAME, ?outcome, "message handled");
-        });
+        if let Some((inbound, sink)) = self.inbound(&message, me) {
+            self.rt.dispatch(inbound, sink, &me.name).await;
+        }
     }
 
     /// The pipeline's view of a Discord message, and where to answer it.

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use open_clanker_core::{ExposeSecret, SecretString};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -17,7 +18,7 @@ use serenity::model::channel::{Message, MessageFlags};
 use serenity::model::id::{ChannelId, MessageId};
 use serenity::model::user::CurrentUser;
 
-use crate::relay::{ReplySink, SendError};
+use crate::sink::{ReplySink, SendError, redact_token};
 use crate::split::DISCORD_LIMIT;
 
 /// How a REST call failed.
@@ -58,15 +59,6 @@ impl RestError {
     }
 }
 
-/// Removes the token from an error's text.
-pub(crate) fn redact(text: &str, token: &str) -> String {
-    if token.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(token, "<token>")
-    }
-}
-
 /// How long a 429 asks to wait: the body's `retry_after` (seconds, fractional), else the
 /// `Retry-After` header, else one second.
 fn retry_after(headers: &reqwest::header::HeaderMap, body: &str) -> Duration {
@@ -88,38 +80,31 @@ fn retry_after(headers: &reqwest::header::HeaderMap, body: &str) -> Duration {
 
 /// serenity's [`Http`] sending to `api_url` in place of `https://discord.com` (its `proxy`, which
 /// only works with serenity's ratelimiter disabled: the ratelimiter builds its requests without it).
-fn http(token: &str, api_url: &str, client: &reqwest::Client) -> Http {
-    serenity::http::HttpBuilder::new(token)
+fn http(token: &SecretString, api_url: &str, client: &reqwest::Client) -> Http {
+    serenity::http::HttpBuilder::new(token.expose_secret())
         .client(client.clone())
         .proxy(api_url)
         .ratelimiter_disabled(true)
         .build()
 }
 
-/// Discord's REST API, through serenity's request building.
+/// Discord's REST API, through serenity's request building. (No `Debug`: nothing in it is
+/// worth printing, and its `api_url` may carry a password.)
 pub struct Rest {
     http: Http,
     client: reqwest::Client,
-    token: String,
+    token: SecretString,
     api_url: String,
-}
-
-impl std::fmt::Debug for Rest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rest")
-            .field("api", &open_clanker_core::redact::redact_url(&self.api_url))
-            .finish_non_exhaustive()
-    }
 }
 
 impl Rest {
     /// A client for `api_url` (`https://discord.com`, or a stand-in) with `token`.
-    pub fn new(token: &str, api_url: &str, client: reqwest::Client) -> Self {
+    pub fn new(token: &SecretString, api_url: &str, client: reqwest::Client) -> Self {
         let api_url = api_url.trim_end_matches('/').to_owned();
         Self {
             http: http(token, &api_url, &client),
             client,
-            token: token.to_owned(),
+            token: token.clone(),
             api_url,
         }
     }
@@ -131,7 +116,7 @@ impl Rest {
     }
 
     fn redact(&self, text: &str) -> String {
-        redact(text, &self.token)
+        redact_token(text, &self.token)
     }
 
     /// Performs a call; the body of a successful answer.

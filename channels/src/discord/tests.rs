@@ -189,13 +189,13 @@ async fn run_with(dc: DiscordStandIn, token: &str, access: AccessPolicy) -> Runn
     let board = StatusBoard::new();
     let cancel = CancellationToken::new();
     let settings = DiscordSettings {
-        token: token.to_owned(),
+        token: SecretString::new(token.to_owned()),
         api_url: dc.api_url(),
         access,
         relay: relay(),
         link_previews: false,
     };
-    let Started { task } = start(settings, ctx, &board, cancel.clone()).unwrap();
+    let Started { task, .. } = start(settings, ctx, &board, cancel.clone()).unwrap();
     Running {
         dc,
         backend,
@@ -303,7 +303,7 @@ fn mentions_are_found_and_removed() {
 #[test]
 fn settings_debug_hides_the_token() {
     let s = DiscordSettings {
-        token: TOKEN.into(),
+        token: SecretString::new(TOKEN.into()),
         api_url: DEFAULT_API_URL.into(),
         access: AccessPolicy::default(),
         relay: RelayConfig::default(),
@@ -540,7 +540,7 @@ async fn an_unreachable_api_is_retried_with_backoff() {
         l.local_addr().unwrap()
     };
     let settings = DiscordSettings {
-        token: TOKEN.into(),
+        token: SecretString::new(TOKEN.into()),
         api_url: format!("http://{closed}"),
         access: open(),
         relay: relay(),
@@ -550,7 +550,7 @@ async fn an_unreachable_api_is_retried_with_backoff() {
         backend,
         access: Arc::new(NoAccess),
     };
-    let Started { task } = start(settings, ctx, &board, cancel.clone()).unwrap();
+    let Started { task, .. } = start(settings, ctx, &board, cancel.clone()).unwrap();
     let failed = dc
         .wait_until(WAIT, |_| {
             board

@@ -10,41 +10,42 @@
 mod sink;
 mod webhook;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use teloxide::payloads::{GetUpdatesSetters, SetWebhookSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{AllowedUpdate, BotCommand, Me, Message, Update, UpdateKind};
 use teloxide::{ApiError, Bot, RequestError};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info};
 
 pub use sink::TelegramSink;
 pub use webhook::{SECRET_HEADER, webhook_router};
 
 use open_clanker_core::redact::redact_url;
+use open_clanker_core::{ExposeSecret, SecretString};
 
 use crate::access::AccessPolicy;
 use crate::backoff::Backoff;
 use crate::commands::Command;
-use crate::pipeline::{ChannelContext, Inbound, Pipeline};
+use crate::pipeline::{ChannelContext, Inbound};
 use crate::relay::RelayConfig;
-use crate::status::{StatusBoard, StatusHandle};
+use crate::runtime::{Failure, Platform, Runtime, http_client, parse_url};
+use crate::sink::redact_token;
+use crate::status::StatusBoard;
+
+pub use crate::runtime::{StartError, Started};
 
 /// The channel's name (session keys `telegram:<chat id>`, the allowlist, the CLI).
 pub const NAME: &str = "telegram";
 /// The official Bot API endpoint.
 pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
-/// Messages handled at once (each may be a running turn).
-const MAX_CONCURRENT: usize = 16;
-/// How long shutdown waits for messages being handled.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// The platform's name in messages.
+const TITLE: &str = "Telegram";
 
 /// How updates arrive.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Mode {
     /// `getUpdates` long polling, `timeout` seconds per request.
     Polling { timeout: Duration },
@@ -53,10 +54,21 @@ pub enum Mode {
     Webhook { url: String, secret: String },
 }
 
+/// `polling (25s)` or `webhook (<url>)`: the webhook's secret is not shown.
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Polling { timeout } => write!(f, "polling ({timeout:?})"),
+            Mode::Webhook { url, .. } => write!(f, "webhook ({url})"),
+        }
+    }
+}
+
 /// Everything the Telegram channel needs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TelegramSettings {
-    pub token: String,
+    /// From @BotFather.
+    pub token: SecretString,
     /// The Bot API server, e.g. [`DEFAULT_API_URL`].
     pub api_url: String,
     pub access: AccessPolicy,
@@ -67,41 +79,26 @@ pub struct TelegramSettings {
     pub link_previews: bool,
 }
 
-impl std::fmt::Debug for TelegramSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TelegramSettings")
-            .field("token", &"<redacted>")
-            .field("api_url", &redact_url(&self.api_url))
-            .field("access", &self.access)
-            .field(
-                "mode",
-                &match &self.mode {
-                    Mode::Polling { timeout } => format!("polling ({timeout:?})"),
-                    Mode::Webhook { url, .. } => format!("webhook ({url})"),
-                },
-            )
-            .field("link_previews", &self.link_previews)
-            .finish()
+/// Telegram as a [`Platform`].
+pub struct Telegram;
+
+impl Platform for Telegram {
+    const NAME: &'static str = NAME;
+    const TITLE: &'static str = TITLE;
+    type Settings = TelegramSettings;
+
+    fn access(settings: &TelegramSettings) -> &AccessPolicy {
+        &settings.access
     }
-}
 
-/// A started channel.
-pub struct Started {
-    /// Ends after the cancellation token fires (or when the token is rejected).
-    pub task: tokio::task::JoinHandle<()>,
-    /// In webhook mode, the route to serve on the gateway's port.
-    pub webhook: Option<axum::Router>,
-}
-
-/// Why the channel could not start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StartError {
-    #[error("invalid Telegram api_url {0:?}: {1}")]
-    ApiUrl(String, String),
-    #[error("invalid Telegram webhook_url {0:?}: {1}")]
-    WebhookUrl(String, String),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    fn start(
+        settings: TelegramSettings,
+        ctx: ChannelContext,
+        board: &StatusBoard,
+        cancel: CancellationToken,
+    ) -> Result<Started, StartError> {
+        start(settings, ctx, board, cancel)
+    }
 }
 
 /// Asks the Bot API who the bot is (`getMe`), for `open-clanker doctor`: the bot's username when
@@ -121,7 +118,10 @@ pub async fn check_token(token: &str, api_url: &str, timeout: Duration) -> Resul
             .username
             .clone()
             .unwrap_or_else(|| me.user.first_name.clone())),
-        Err(e) => Err(sink::redact(&e.to_string(), token)),
+        Err(e) => Err(redact_token(
+            &e.to_string(),
+            &SecretString::new(token.to_owned()),
+        )),
     }
 }
 
@@ -132,72 +132,51 @@ pub fn start(
     board: &StatusBoard,
     cancel: CancellationToken,
 ) -> Result<Started, StartError> {
-    let status = board.register(NAME, true);
-    let api_url = reqwest::Url::parse(&settings.api_url)
-        .map_err(|e| StartError::ApiUrl(redact_url(&settings.api_url), e.to_string()))?;
-    let poll = match settings.mode {
-        Mode::Polling { timeout } => timeout,
-        Mode::Webhook { .. } => Duration::ZERO,
+    let rt = Runtime::new::<Telegram>(ctx, settings.access.clone(), settings.relay, board);
+    let api_url = parse_url(TITLE, "api_url", &settings.api_url)?;
+    let (poll, updates, webhook) = match &settings.mode {
+        Mode::Polling { timeout } => (*timeout, Updates::Polling { timeout: *timeout }, None),
+        Mode::Webhook { url, secret } => {
+            let url = parse_url(TITLE, "webhook_url", url)?;
+            let (tx, rx) = mpsc::channel(256);
+            let route = webhook_router(url.path(), secret, tx);
+            let secret = secret.clone();
+            (
+                Duration::ZERO,
+                Updates::Webhook { url, secret, rx },
+                Some(route),
+            )
+        }
     };
     // Long polls must end before the client gives up on them.
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(poll + Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| StartError::Client(e.to_string()))?;
-    let bot = Bot::with_client(settings.token.clone(), client).set_api_url(api_url);
-
-    let (webhook, updates) = match &settings.mode {
-        Mode::Webhook { url, secret } => {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| StartError::WebhookUrl(redact_url(url), e.to_string()))?;
-            let (tx, rx) = mpsc::channel(256);
-            (Some(webhook_router(parsed.path(), secret, tx)), Some(rx))
-        }
-        Mode::Polling { .. } => (None, None),
-    };
-    let pipeline = Arc::new(Pipeline::new(
-        NAME,
-        ctx,
-        settings.access.clone(),
-        settings.relay,
-        Some(status.clone()),
-    ));
-    let channel = Channel {
-        bot,
-        settings,
-        pipeline,
-        status,
-        tasks: TaskTracker::new(),
-        permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
-    };
+    let client = http_client(poll + Duration::from_secs(30))?;
+    let bot = Bot::with_client(settings.token.expose_secret().clone(), client).set_api_url(api_url);
+    let channel = Channel { bot, settings, rt };
     let task = tokio::spawn(channel.run(updates, cancel));
     Ok(Started { task, webhook })
+}
+
+/// Where the updates come from.
+enum Updates {
+    /// `getUpdates`, `timeout` per request.
+    Polling { timeout: Duration },
+    /// Telegram posts them to `url` with `secret`; the webhook route passes them to `rx`.
+    Webhook {
+        url: reqwest::Url,
+        secret: String,
+        rx: mpsc::Receiver<Update>,
+    },
 }
 
 struct Channel {
     bot: Bot,
     settings: TelegramSettings,
-    pipeline: Arc<Pipeline>,
-    status: StatusHandle,
-    tasks: TaskTracker,
-    permits: Arc<Semaphore>,
-}
-
-/// How a Bot API failure is handled.
-enum Failure {
-    /// The token is wrong: stop the channel.
-    Fatal(String),
-    /// Wait this long, then try again.
-    Wait(Duration, String),
-    /// Back off, then try again.
-    Retry(String),
+    rt: Runtime,
 }
 
 impl Channel {
     fn redact(&self, text: &str) -> String {
-        sink::redact(text, &self.settings.token)
+        redact_token(text, &self.settings.token)
     }
 
     fn classify(&self, e: &RequestError) -> Failure {
@@ -219,86 +198,38 @@ impl Channel {
         }
     }
 
-    /// Sleeps, or returns false when cancelled first.
-    async fn pause(cancel: &CancellationToken, wait: Duration) -> bool {
-        tokio::select! {
-            _ = cancel.cancelled() => false,
-            _ = tokio::time::sleep(wait) => true,
-        }
-    }
-
-    /// Repeats `call` until it succeeds (true), the token is rejected or shutdown (false).
+    /// [`Runtime::until_ok`] with the Bot API's failures.
     async fn until_ok<T, F, Fut>(
         &self,
         what: &str,
         cancel: &CancellationToken,
         backoff: &mut Backoff,
-        mut call: F,
+        call: F,
     ) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::IntoFuture<Output = Result<T, RequestError>>,
     {
-        loop {
-            let result = tokio::select! {
-                _ = cancel.cancelled() => return None,
-                r = call().into_future() => r,
-            };
-            match result {
-                Ok(v) => {
-                    backoff.reset();
-                    return Some(v);
-                }
-                Err(e) => match self.classify(&e) {
-                    Failure::Fatal(message) => {
-                        error!(
-                            channel = NAME,
-                            "{message}; the Telegram channel is stopped, the rest of the gateway keeps running"
-                        );
-                        self.status.disconnected(&message);
-                        return None;
-                    }
-                    Failure::Wait(wait, message) => {
-                        info!(channel = NAME, call = what, "{message}");
-                        if !Self::pause(cancel, wait).await {
-                            return None;
-                        }
-                    }
-                    Failure::Retry(message) => {
-                        let wait = backoff.next_delay();
-                        warn!(
-                            channel = NAME,
-                            call = what,
-                            error = %message,
-                            retry_in_ms = wait.as_millis() as u64,
-                            "Telegram call failed; retrying"
-                        );
-                        self.status.disconnected(&format!("{what}: {message}"));
-                        if !Self::pause(cancel, wait).await {
-                            return None;
-                        }
-                    }
-                },
-            }
-        }
+        self.rt
+            .until_ok(what, cancel, backoff, call, |e| self.classify(e))
+            .await
     }
 
-    async fn run(
-        self,
-        mut webhook_updates: Option<mpsc::Receiver<Update>>,
-        cancel: CancellationToken,
-    ) {
+    async fn run(self, updates: Updates, cancel: CancellationToken) {
+        self.rt.serve(self.receive(updates, &cancel)).await;
+    }
+
+    /// `getMe`, then the updates until shutdown (or a rejected token).
+    async fn receive(&self, updates: Updates, cancel: &CancellationToken) {
         let mut backoff = Backoff::default();
         let Some(me) = self
-            .until_ok("getMe", &cancel, &mut backoff, || self.bot.get_me())
+            .until_ok("getMe", cancel, &mut backoff, || self.bot.get_me())
             .await
         else {
-            self.status.stopped();
             return;
         };
-        let me = Arc::new(me);
         let bot_name = format!("@{}", me.username());
-        self.status.connected(&bot_name);
+        self.rt.status().connected(&bot_name);
         info!(channel = NAME, bot = %bot_name, api = %redact_url(&self.settings.api_url), "Telegram bot connected");
 
         let commands: Vec<BotCommand> = Command::MENU
@@ -309,30 +240,31 @@ impl Channel {
             debug!(channel = NAME, error = %self.redact(&e.to_string()), "setMyCommands failed");
         }
 
-        match self.settings.mode.clone() {
-            Mode::Polling { timeout } => {
+        match updates {
+            Updates::Polling { timeout } => {
                 let ok = self
-                    .until_ok("deleteWebhook", &cancel, &mut backoff, || {
+                    .until_ok("deleteWebhook", cancel, &mut backoff, || {
                         self.bot.delete_webhook()
                     })
                     .await;
                 if ok.is_some() {
-                    self.poll(&me, timeout, &cancel, &mut backoff).await;
+                    self.poll(&me, timeout, cancel, &mut backoff).await;
                 }
             }
-            Mode::Webhook { url, secret } => {
-                let Ok(parsed) = reqwest::Url::parse(&url) else {
-                    return;
-                };
+            Updates::Webhook {
+                url,
+                secret,
+                mut rx,
+            } => {
                 let ok = self
-                    .until_ok("setWebhook", &cancel, &mut backoff, || {
+                    .until_ok("setWebhook", cancel, &mut backoff, || {
                         self.bot
-                            .set_webhook(parsed.clone())
+                            .set_webhook(url.clone())
                             .secret_token(secret.clone())
                             .allowed_updates(vec![AllowedUpdate::Message])
                     })
                     .await;
-                if let (Some(_), Some(rx)) = (ok, webhook_updates.as_mut()) {
+                if ok.is_some() {
                     info!(channel = NAME, url = %url, "receiving Telegram updates by webhook");
                     loop {
                         let update = tokio::select! {
@@ -347,23 +279,11 @@ impl Channel {
                 }
             }
         }
-        self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_WAIT, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            warn!(
-                channel = NAME,
-                "messages still being handled at shutdown were abandoned"
-            );
-        }
-        self.status.stopped();
-        info!(channel = NAME, "Telegram channel stopped");
     }
 
     async fn poll(
         &self,
-        me: &Arc<Me>,
+        me: &Me,
         timeout: Duration,
         cancel: &CancellationToken,
         backoff: &mut Backoff,
@@ -381,8 +301,8 @@ impl Channel {
                 })
                 .await;
             let Some(updates) = updates else { return };
-            if !self.status.get().connected {
-                self.status.reconnected();
+            if !self.rt.status().get().connected {
+                self.rt.status().reconnected();
             }
             for update in updates {
                 offset = offset.max(
@@ -396,27 +316,13 @@ impl Channel {
     }
 
     /// Hands a message to the pipeline on its own task (bounded in number).
-    async fn dispatch(&self, update: Update, me: &Arc<Me>) {
+    async fn dispatch(&self, update: Update, me: &Me) {
         let UpdateKind::Message(message) = update.kind else {
             return;
         };
-        let Some((inbound, sink)) = self.inbound(&message, me) else {
-            return;
-        };
-        let Ok(permit) = self.permits.clone().acquire_owned().await else {
-            return;
-        };
-        let pipeline = self.pipeline.clone();
-        let username = me.username().to_owned();
-        // In arrival order: a chat's messages are answered one after the other, in order.
-        let place = pipeline.reserve(&inbound).await;
-        self.tasks.spawn(async move {
-            let _permit = permit;
-            let outcome = pipeline
-                .handle_in_turn(place, inbound, Some(&username), &sink)
-                .await;
-            debug!(channel = NAME, ?outcome, "message handled");
-        });
+        if let Some((inbound, sink)) = self.inbound(&message, me) {
+            self.rt.dispatch(inbound, sink, me.username()).await;
+        }
     }
 
     /// The pipeline's view of a Telegram message, and where to answer it.
@@ -510,7 +416,7 @@ mod tests {
     #[test]
     fn settings_debug_hides_the_token() {
         let s = TelegramSettings {
-            token: "123:secret".into(),
+            token: SecretString::new("123:secret".into()),
             api_url: DEFAULT_API_URL.into(),
             access: AccessPolicy::default(),
             mode: Mode::Webhook {
@@ -530,7 +436,10 @@ mod tests {
     #[test]
     fn errors_never_show_the_token() {
         assert_eq!(
-            sink::redact("GET /bot123:abc/getMe failed", "123:abc"),
+            redact_token(
+                "GET /bot123:abc/getMe failed",
+                &SecretString::new("123:abc".into())
+            ),
             "GET /bot<token>/getMe failed"
         );
     }

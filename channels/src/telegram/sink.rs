@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use open_clanker_core::SecretString;
 use teloxide::payloads::{EditMessageTextSetters, SendChatActionSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{
@@ -11,7 +12,7 @@ use teloxide::types::{
 use teloxide::{ApiError, Bot, RequestError};
 
 use crate::markdown::to_telegram_html;
-use crate::relay::{ReplySink, SendError};
+use crate::sink::{ReplySink, SendError, redact_token};
 use crate::split::TELEGRAM_LIMIT;
 
 /// Replies into one Telegram chat.
@@ -22,7 +23,7 @@ pub struct TelegramSink {
     pub(crate) reply_to: Option<MessageId>,
     pub(crate) thread: Option<ThreadId>,
     /// The bot token, to keep it out of error messages (reqwest errors include the URL).
-    pub(crate) token: String,
+    pub(crate) token: SecretString,
     /// Set once Telegram refused this answer's formatting: the rest of it goes as plain text
     /// (no second failed call per edit).
     pub(crate) plain: AtomicBool,
@@ -31,18 +32,9 @@ pub struct TelegramSink {
     pub(crate) link_previews: bool,
 }
 
-/// Removes the token from an error's text.
-pub(crate) fn redact(text: &str, token: &str) -> String {
-    if token.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(token, "<token>")
-    }
-}
-
 /// The relay's view of a Bot API error.
-pub(crate) fn send_error(e: &RequestError, token: &str) -> SendError {
-    let text = redact(&e.to_string(), token);
+pub(crate) fn send_error(e: &RequestError, token: &SecretString) -> SendError {
+    let text = redact_token(&e.to_string(), token);
     match e {
         RequestError::RetryAfter(wait) => SendError::RetryAfter(wait.duration()),
         RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => {
@@ -77,7 +69,7 @@ fn no_preview() -> LinkPreviewOptions {
 impl TelegramSink {
     /// Remembers that Telegram refused the formatting.
     fn refused(&self, e: &RequestError) {
-        tracing::debug!(error = %redact(&e.to_string(), &self.token), "Telegram refused the HTML; plain text from now on");
+        tracing::debug!(error = %redact_token(&e.to_string(), &self.token), "Telegram refused the HTML; plain text from now on");
         self.plain.store(true, Ordering::Relaxed);
     }
 
