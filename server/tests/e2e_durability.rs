@@ -153,12 +153,12 @@ async fn a_checkpointed_answer_is_completed_in_the_same_row() {
     let gw = &s.gw;
     let home = &s.home;
     // 60 words, 50 ms apart: 3 s, checkpointed on the way.
-    let (mut chat, session) = start_chat(&gw, "a long answer #tokens=60 #delay=50");
-    let seen = wait_for_checkpoint(&gw, &session);
+    let (mut chat, session) = start_chat(gw, "a long answer #tokens=60 #delay=50");
+    let seen = wait_for_checkpoint(gw, &session);
     let status = wait_timeout(&mut chat, Duration::from_secs(30));
     assert!(status.success());
 
-    let lines = assistant_lines(&gw, &session);
+    let lines = assistant_lines(gw, &session);
     assert_eq!(lines.len(), 1, "{lines:?}");
     let id = |l: &str| l.split(']').next().unwrap().to_string();
     assert_eq!(id(&lines[0]), id(&seen), "the answer moved to another row");

@@ -448,16 +448,16 @@ async fn one_caller_cannot_take_the_whole_turn_budget() {
     .await;
     let gw = &s.gw;
     let provider = &s.provider;
-    let mut held = vec![hanging_chat(&gw, TOKEN_A), hanging_chat(&gw, TOKEN_A)];
-    wait_for_streams(&provider, 2).await;
+    let mut held = vec![hanging_chat(gw, TOKEN_A), hanging_chat(gw, TOKEN_A)];
+    wait_for_streams(provider, 2).await;
     // Alice's third turn is refused with a message that says why ...
     let out = gw.cli_as(Some(TOKEN_A), &["chat", "one more"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("max_concurrent_turns_per_caller"), "{err}");
     // ... while Bob, who has none running, still gets his.
-    held.push(hanging_chat(&gw, TOKEN_B));
-    wait_for_streams(&provider, 3).await;
+    held.push(hanging_chat(gw, TOKEN_B));
+    wait_for_streams(provider, 3).await;
     let (_, text) = scrape(&gw.addr);
     assert_eq!(
         metric(
