@@ -12,12 +12,7 @@ async fn chat_streams_persists_and_survives_a_restart() {
     let home = tempfile::tempdir().unwrap();
     let anthropic = provider.anthropic_base_url();
     let openai = provider.openai_base_url();
-    let env = [
-        ("ANTHROPIC_API_KEY", KEY),
-        ("ANTHROPIC_BASE_URL", anthropic.as_str()),
-        ("OPENAI_API_KEY", KEY),
-        ("OPENAI_BASE_URL", openai.as_str()),
-    ];
+    let env = standin_env_both(&anthropic, &openai, &[]);
     let gw = Gateway::start(home.path(), &env);
 
     // A first message creates a session and streams the answer to stdout.
@@ -84,17 +79,10 @@ async fn chat_streams_persists_and_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors_and_loses_nothing() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
-    let anthropic = provider.anthropic_base_url();
     // Only Anthropic is configured.
-    let gw = Gateway::start(
-        home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", anthropic.as_str()),
-        ],
-    );
+    let s = Stack::start(&[]).await;
+    let gw = &s.gw;
+    let provider = &s.provider;
 
     let out = gw.cli(&["chat", "keep me"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -160,25 +148,17 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_an_open_stream_finish() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
-    let anthropic = provider.anthropic_base_url();
-    let gw = Gateway::start(
-        home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", anthropic.as_str()),
-        ],
-    );
-    let mut chat = command(home.path());
-    chat.args(["chat", "#tokens=15 #delay=100"])
-        .env("OPEN_CLANKER_ADDR", &gw.addr)
+    let s = Stack::start(&[]).await;
+    let gw = &s.gw;
+    let chat = gw
+        .cli_command(&["chat", "#tokens=15 #delay=100"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let chat = chat.spawn().unwrap();
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Let the answer start, then ask the gateway to stop.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let (exit, _took, logs) = gw.terminate();
+    let (exit, _took, logs) = s.gw.terminate();
     assert!(exit.success(), "{logs}");
     let out = chat.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

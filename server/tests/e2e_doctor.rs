@@ -2,47 +2,19 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use open_clanker_testkit::{StandInConfig, spawn};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_passes_a_healthy_setup_and_explains_a_broken_one() {
-    let provider = spawn(StandInConfig {
-        api_key: KEY.to_string(),
-        default_delay: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let provider = standin().await;
     let home = tempfile::tempdir().unwrap();
     let url = provider.anthropic_base_url();
-    let listen = format!("127.0.0.1:{}", free_port());
     let tg_token = "4242:doctor-test-token";
-    let tg = open_clanker_testkit::telegram::spawn(tg_token)
-        .await
-        .unwrap();
+    let tg = spawn_telegram(tg_token).await;
     let tg_url = tg.api_url();
 
-    let out = command(home.path())
-        .arg("doctor")
-        .env("ANTHROPIC_API_KEY", KEY)
-        .env("ANTHROPIC_BASE_URL", &url)
-        .env("OPEN_CLANKER_LISTEN", &listen)
-        .env("OPEN_CLANKER_DATA_DIR", home.path().join("data"))
-        .env("TELEGRAM_BOT_TOKEN", tg_token)
-        .env("OPEN_CLANKER_TELEGRAM_API_URL", &tg_url)
-        .output()
-        .unwrap();
+    let env = standin_env(&url, &telegram_env(tg_token, &tg_url));
+    let out = run_in(home.path(), &["doctor"], &env);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(text.contains("channel telegram: token accepted"), "{text}");
@@ -90,7 +62,7 @@ async fn doctor_passes_a_healthy_setup_and_explains_a_broken_one() {
 
     let out = command(home.path())
         .arg("doctor")
-        .env("OPEN_CLANKER_LISTEN", format!("0.0.0.0:{}", free_port()))
+        .env("OPEN_CLANKER_LISTEN", format!("0.0.0.0:{}", unused_port()))
         .env("OPEN_CLANKER_ALLOW_UNAUTHENTICATED", "true")
         .env("OPEN_CLANKER_DATA_DIR", home.path().join("data"))
         .output()

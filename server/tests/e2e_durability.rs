@@ -10,17 +10,10 @@ use std::time::Duration;
 
 use common::*;
 use open_clanker_store::{MessageStatus, Role, Store};
-use open_clanker_testkit::{StandInConfig, spawn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_no_acknowledged_message() {
-    let provider = spawn(StandInConfig {
-        api_key: KEY.to_string(),
-        default_delay: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let provider = standin().await;
     let home = tempfile::tempdir().unwrap();
     let url = provider.anthropic_base_url();
     let env = standin_env(&url, &[]);
@@ -31,22 +24,7 @@ async fn kill_9_mid_stream_loses_no_acknowledged_message() {
         let mut chats = Vec::new();
         for i in 0..3 {
             let text = format!("round {round} chat {i} #tokens=40 #delay={}", 20 + 15 * i);
-            let mut child = command(home.path())
-                .args(["chat", &text])
-                .env("OPEN_CLANKER_ADDR", &gw.addr)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            // The CLI prints "session <id>" when the stream's first event (the stored ids) arrives.
-            let stderr = child.stderr.take().unwrap();
-            let mut line = String::new();
-            BufReader::new(stderr).read_line(&mut line).unwrap();
-            let session = line
-                .strip_prefix("session ")
-                .and_then(|r| r.split_whitespace().next())
-                .unwrap_or_else(|| panic!("no acknowledgement: {line:?}"))
-                .to_string();
+            let (child, session) = start_chat(&gw, &text);
             acknowledged.push((session, text));
             chats.push(child);
         }
@@ -89,12 +67,11 @@ fn assistant_lines(gw: &Gateway, session: &str) -> Vec<String> {
         .collect()
 }
 
-/// Starts `open-clanker chat <text>` and returns it with its session id (printed once the user's
-/// message is stored).
+/// Starts `open-clanker chat <text>` and returns it with its session id: the CLI prints
+/// "session <id>" when the stream's first event (the stored ids) arrives.
 fn start_chat(gw: &Gateway, text: &str) -> (std::process::Child, String) {
-    let mut child = command(&gw.home)
-        .args(["chat", text])
-        .env("OPEN_CLANKER_ADDR", &gw.addr)
+    let mut child = gw
+        .cli_command(&["chat", text])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -114,20 +91,16 @@ fn start_chat(gw: &Gateway, text: &str) -> (std::process::Child, String) {
 /// Polls `sessions show` until the answer being streamed is in the history (a checkpoint: marked
 /// interrupted until it is complete).
 fn wait_for_checkpoint(gw: &Gateway, session: &str) -> String {
-    let began = std::time::Instant::now();
-    loop {
-        if let Some(line) = assistant_lines(gw, session)
-            .into_iter()
-            .find(|l| l.contains("[interrupted]: tok0 tok1"))
-        {
-            return line;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "the answer being streamed never reached the history"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "the answer being streamed never reached the history",
+        || {
+            assistant_lines(gw, session)
+                .into_iter()
+                .find(|l| l.contains("[interrupted]: tok0 tok1"))
+        },
+    )
 }
 
 /// Issue 12: `kill -9` in the middle of an answer keeps what was streamed so far (checkpointed
@@ -176,18 +149,16 @@ async fn kill_9_mid_answer_keeps_the_partial_answer_marked_interrupted() {
 /// second time), counted once in its session and in the day's usage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpointed_answer_is_completed_in_the_same_row() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
-    let url = provider.anthropic_base_url();
-    let env = standin_env(&url, &[]);
-    let gw = Gateway::start(home.path(), &env);
+    let s = Stack::start(&[]).await;
+    let gw = &s.gw;
+    let home = &s.home;
     // 60 words, 50 ms apart: 3 s, checkpointed on the way.
-    let (mut chat, session) = start_chat(&gw, "a long answer #tokens=60 #delay=50");
-    let seen = wait_for_checkpoint(&gw, &session);
+    let (mut chat, session) = start_chat(gw, "a long answer #tokens=60 #delay=50");
+    let seen = wait_for_checkpoint(gw, &session);
     let status = wait_timeout(&mut chat, Duration::from_secs(30));
     assert!(status.success());
 
-    let lines = assistant_lines(&gw, &session);
+    let lines = assistant_lines(gw, &session);
     assert_eq!(lines.len(), 1, "{lines:?}");
     let id = |l: &str| l.split(']').next().unwrap().to_string();
     assert_eq!(id(&lines[0]), id(&seen), "the answer moved to another row");
@@ -195,12 +166,11 @@ async fn a_checkpointed_answer_is_completed_in_the_same_row() {
     let full: Vec<String> = (0..60).map(|i| format!("tok{i}")).collect();
     assert!(lines[0].ends_with(&full.join(" ")), "{lines:?}");
 
-    let out = gw.cli(&["status", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let status = gw.status_json();
     assert_eq!(status["store"]["messages"], 2, "{status}");
     assert_eq!(status["usage_today"][0]["turns"], 1, "{status}");
     assert_eq!(status["usage_today"][0]["output_tokens"], 60, "{status}");
-    let (st, _, log) = gw.terminate();
+    let (st, _, log) = s.gw.terminate();
     assert!(st.success(), "{log}");
     let store = Store::connect(&Store::sqlite_url_for_dir(&home.path().join("data")))
         .await

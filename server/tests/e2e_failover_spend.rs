@@ -28,14 +28,14 @@ async fn fails_over_before_the_first_token_only() {
     let (a, o) = (provider.anthropic_base_url(), provider.openai_base_url());
     let gw = Gateway::start(
         home.path(),
-        &[
-            ("OPEN_CLANKER_CONFIG", config.as_str()),
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", a.as_str()),
-            ("OPENAI_API_KEY", KEY),
-            ("OPENAI_BASE_URL", o.as_str()),
-            ("OPEN_CLANKER_FALLBACK", "openai/gpt-4.1-mini"),
-        ],
+        &standin_env_both(
+            &a,
+            &o,
+            &[
+                ("OPEN_CLANKER_CONFIG", config.as_str()),
+                ("OPEN_CLANKER_FALLBACK", "openai/gpt-4.1-mini"),
+            ],
+        ),
     );
 
     // Anthropic answers 503 once: the turn moves to OpenAI, which answers.
@@ -48,8 +48,7 @@ async fn fails_over_before_the_first_token_only() {
     let shown = stdout(&gw.cli(&["sessions", "show", &session]));
     assert!(shown.contains("assistant: echo:"), "{shown}");
     // The stored answer names who really answered.
-    let out = gw.cli(&["status", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let status = gw.status_json();
     let usage = status["usage_today"].as_array().unwrap();
     assert_eq!(usage.len(), 1, "{usage:?}");
     assert_eq!(usage[0]["provider"], "openai");
@@ -84,11 +83,7 @@ async fn spend_is_priced_stored_and_capped() {
     let a = provider.anthropic_base_url();
     let gw = Gateway::start(
         home.path(),
-        &[
-            ("OPEN_CLANKER_CONFIG", config.as_str()),
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", a.as_str()),
-        ],
+        &standin_env(&a, &[("OPEN_CLANKER_CONFIG", config.as_str())]),
     );
     // "hi": one input word, two output words ("echo:", "hi"): 3 tokens at 0.1 USD.
     let out = gw.cli(&["chat", "--key", "s1", "hi"]);
@@ -131,8 +126,7 @@ async fn spend_is_priced_stored_and_capped() {
         "{}",
         stderr(&out)
     );
-    let status: serde_json::Value =
-        serde_json::from_str(&stdout(&gw.cli(&["status", "--json"]))).unwrap();
+    let status = gw.status_json();
     let spent = status["spend_today_usd"].as_f64().unwrap();
     assert!((spent - 1.2).abs() < 1e-9, "{spent}");
 }

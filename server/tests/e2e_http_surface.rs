@@ -90,21 +90,15 @@ const HTTP_METHODS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_grpc_method_with_every_http_method_needs_post_and_a_token() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
-    let url = provider.anthropic_base_url();
     let tokens = format!("alice:{TOKEN_A}");
-    let gw = Gateway::start(
-        home.path(),
-        &standin_env(
-            &url,
-            &[
-                ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
-                // One turn per minute: a bypass of the limit would show as a second paid turn.
-                ("OPEN_CLANKER_TURNS_PER_MINUTE", "1"),
-            ],
-        ),
-    );
+    let s = Stack::start(&[
+        ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
+        // One turn per minute: a bypass of the limit would show as a second paid turn.
+        ("OPEN_CLANKER_TURNS_PER_MINUTE", "1"),
+    ])
+    .await;
+    let gw = &s.gw;
+    let provider = &s.provider;
     let methods = open_clanker::contract::served_grpc_methods();
     for must in [
         "/openclanker.v1.ChatService/Chat",
@@ -185,12 +179,7 @@ async fn every_grpc_method_with_every_http_method_needs_post_and_a_token() {
     // limit let through (one a minute), each with its session.
     assert!(turns >= 1);
     assert_eq!(provider.request_count(), turns, "{:?}", provider.requests());
-    let status = command(&gw.home)
-        .args(["status", "--json"])
-        .env("OPEN_CLANKER_ADDR", &gw.addr)
-        .env("OPEN_CLANKER_TOKEN", TOKEN_A)
-        .output()
-        .unwrap();
+    let status = gw.cli_as(Some(TOKEN_A), &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
     // The turn's session plus the three CreateSession calls with the token; the turn's two
     // messages.
@@ -206,7 +195,7 @@ async fn every_grpc_method_with_every_http_method_needs_post_and_a_token() {
     )
     .unwrap_or(0.0);
     assert!(refused > 0.0, "{text}");
-    let (_, _, logs) = gw.terminate();
+    let (_, _, logs) = s.gw.terminate();
     assert!(!logs.contains("panicked"), "{logs}");
 }
 
@@ -243,12 +232,7 @@ async fn with_cors_origins_an_options_request_still_reaches_no_service() {
         }
     }
     // Nothing was created.
-    let status = command(&gw.home)
-        .args(["status", "--json"])
-        .env("OPEN_CLANKER_ADDR", &gw.addr)
-        .env("OPEN_CLANKER_TOKEN", TOKEN_A)
-        .output()
-        .unwrap();
+    let status = gw.cli_as(Some(TOKEN_A), &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
     assert_eq!(status["store"]["sessions"], 0, "{status}");
     gw.terminate();
@@ -256,13 +240,9 @@ async fn with_cors_origins_an_options_request_still_reaches_no_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_tokens_only_local_and_configured_host_names_are_served() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
-    let url = provider.anthropic_base_url();
-    let gw = Gateway::start(
-        home.path(),
-        &standin_env(&url, &[("OPEN_CLANKER_ALLOWED_HOSTS", "gateway.lan")]),
-    );
+    let s = Stack::start(&[("OPEN_CLANKER_ALLOWED_HOSTS", "gateway.lan")]).await;
+    let gw = &s.gw;
+    let provider = &s.provider;
     let addr: std::net::SocketAddr = gw.addr.trim_start_matches("http://").parse().unwrap();
     let port = addr.port();
     // The attacker's name resolves to this gateway (DNS rebinding), here without any DNS.
@@ -367,7 +347,7 @@ async fn without_tokens_only_local_and_configured_host_names_are_served() {
     }
     // Only the two same-origin turns reached the provider.
     assert_eq!(provider.request_count(), 2);
-    gw.terminate();
+    s.gw.terminate();
 
     // With tokens, the token is what protects the gateway: any host name is served.
     let home = tempfile::tempdir().unwrap();
@@ -439,9 +419,7 @@ async fn an_unknown_method_is_refused_while_its_request_stream_is_open() {
 
 /// `open-clanker chat` as a child that holds its turn open (`#hang`).
 fn hanging_chat(gw: &Gateway, token: &str) -> Child {
-    command(&gw.home)
-        .args(["chat", "hold this turn #hang"])
-        .env("OPEN_CLANKER_ADDR", &gw.addr)
+    gw.cli_command(&["chat", "hold this turn #hang"])
         .env("OPEN_CLANKER_TOKEN", token)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -450,49 +428,36 @@ fn hanging_chat(gw: &Gateway, token: &str) -> Child {
 }
 
 async fn wait_for_streams(provider: &open_clanker_testkit::StandIn, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while provider.active_streams() < n {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} streams open",
-            provider.active_streams()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_async(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        &format!("{n} streams open"),
+        || (provider.active_streams() >= n).then_some(()),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_caller_cannot_take_the_whole_turn_budget() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
-    let url = provider.anthropic_base_url();
     let tokens = format!("alice:{TOKEN_A},bob:{TOKEN_B}");
-    let gw = Gateway::start(
-        home.path(),
-        &standin_env(
-            &url,
-            &[
-                ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
-                ("OPEN_CLANKER_MAX_CONCURRENT_TURNS", "4"),
-                ("OPEN_CLANKER_MAX_CONCURRENT_TURNS_PER_CALLER", "2"),
-            ],
-        ),
-    );
-    let mut held = vec![hanging_chat(&gw, TOKEN_A), hanging_chat(&gw, TOKEN_A)];
-    wait_for_streams(&provider, 2).await;
+    let s = Stack::start(&[
+        ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
+        ("OPEN_CLANKER_MAX_CONCURRENT_TURNS", "4"),
+        ("OPEN_CLANKER_MAX_CONCURRENT_TURNS_PER_CALLER", "2"),
+    ])
+    .await;
+    let gw = &s.gw;
+    let provider = &s.provider;
+    let mut held = vec![hanging_chat(gw, TOKEN_A), hanging_chat(gw, TOKEN_A)];
+    wait_for_streams(provider, 2).await;
     // Alice's third turn is refused with a message that says why ...
-    let out = command(&gw.home)
-        .args(["chat", "one more"])
-        .env("OPEN_CLANKER_ADDR", &gw.addr)
-        .env("OPEN_CLANKER_TOKEN", TOKEN_A)
-        .output()
-        .unwrap();
+    let out = gw.cli_as(Some(TOKEN_A), &["chat", "one more"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("max_concurrent_turns_per_caller"), "{err}");
     // ... while Bob, who has none running, still gets his.
-    held.push(hanging_chat(&gw, TOKEN_B));
-    wait_for_streams(&provider, 3).await;
+    held.push(hanging_chat(gw, TOKEN_B));
+    wait_for_streams(provider, 3).await;
     let (_, text) = scrape(&gw.addr);
     assert_eq!(
         metric(
@@ -507,5 +472,5 @@ async fn one_caller_cannot_take_the_whole_turn_budget() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    gw.terminate();
+    s.gw.terminate();
 }

@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::process::Output;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use open_clanker_testkit::{StandInConfig, spawn};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -22,26 +20,6 @@ const TOKEN: &str = "ci-token-0123456789abcdef-observability";
 const WRONG_TOKEN: &str = "wrong-token-fedcba9876543210-observability";
 const WRONG_PROVIDER_KEY: &str = "sk-wrong-openai-key-0123456789abcdef";
 const CHAT: &str = "/openclanker.v1.ChatService/Chat";
-
-async fn standin() -> open_clanker_testkit::StandIn {
-    spawn(StandInConfig {
-        api_key: KEY.to_string(),
-        default_delay: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .expect("stand-in")
-}
-
-/// A CLI command against `gw` with an optional API token.
-fn cli(gw: &Gateway, token: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = command(&gw.home);
-    cmd.args(args).env("OPEN_CLANKER_ADDR", &gw.addr);
-    if let Some(t) = token {
-        cmd.env("OPEN_CLANKER_TOKEN", t);
-    }
-    cmd.output().expect("run cli")
-}
 
 /// An OTLP/gRPC trace receiver stand-in that keeps every export request.
 #[derive(Clone, Default)]
@@ -111,33 +89,27 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_turns_tokens_and_refusals() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
-    let url = provider.anthropic_base_url();
     let tokens = format!("ci:{TOKEN}");
-    let gw = Gateway::start(
-        home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", url.as_str()),
-            ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
-            ("OPEN_CLANKER_TURNS_PER_MINUTE", "4"),
-        ],
-    );
+    let s = Stack::start(&[
+        ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
+        ("OPEN_CLANKER_TURNS_PER_MINUTE", "4"),
+    ])
+    .await;
+    let gw = &s.gw;
 
     // Three good turns, one the provider refuses (401), then the rate limit (4 a minute).
     for i in 0..3 {
-        let out = cli(&gw, Some(TOKEN), &["chat", &format!("hello there{i}")]);
+        let out = gw.cli_as(Some(TOKEN), &["chat", &format!("hello there{i}")]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let out = cli(&gw, Some(TOKEN), &["chat", "please fail #status=401"]);
+    let out = gw.cli_as(Some(TOKEN), &["chat", "please fail #status=401"]);
     assert!(!out.status.success());
-    let out = cli(&gw, Some(TOKEN), &["chat", "one too many"]);
+    let out = gw.cli_as(Some(TOKEN), &["chat", "one too many"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("rate limit"), "{}", stderr(&out));
     // A wrong token, a missing one, and plain HTTP routes.
-    assert!(!cli(&gw, Some(WRONG_TOKEN), &["status"]).status.success());
-    assert!(cli(&gw, Some(TOKEN), &["status"]).status.success());
+    assert!(!gw.cli_as(Some(WRONG_TOKEN), &["status"]).status.success());
+    assert!(gw.cli_as(Some(TOKEN), &["status"]).status.success());
     assert!(http_get(&gw.addr, "/health").0.contains("200"));
     let (status, _, _) = http_request(&gw.addr, "GET", "/v1/models", &[], "");
     assert!(status.contains("401"), "{status}");
@@ -159,17 +131,11 @@ async fn metrics_count_requests_turns_tokens_and_refusals() {
     assert!(body.contains("grpc-status:0"), "{body:?}");
 
     // The last turn's task may still be dropping its permit when the CLI exits.
-    let began = Instant::now();
-    let text = loop {
-        let (status, text) = scrape(&gw.addr);
+    let text = scrape_until(&gw.addr, Duration::from_secs(5), |status, text| {
         assert!(status.contains("200"), "{status}");
-        if metric(&text, "open_clanker_active_streams", &[]) == Some(0.0)
-            || began.elapsed() > Duration::from_secs(5)
-        {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        metric(text, "open_clanker_active_streams", &[]) == Some(0.0)
+    })
+    .await;
     let value = |name: &str, labels: &[(&str, &str)]| metric(&text, name, labels);
     let requests = "open_clanker_requests_total";
     let errors = "open_clanker_request_errors_total";
@@ -291,7 +257,7 @@ async fn metrics_count_requests_turns_tokens_and_refusals() {
         "{text}"
     );
     assert_eq!(value("open_clanker_build_info", &[]), Some(1.0), "{text}");
-    let _ = gw.terminate();
+    let _ = s.gw.terminate();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,27 +284,21 @@ async fn metrics_can_require_a_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_turn_is_traced_over_otlp_with_its_trace_id_in_the_logs() {
-    let provider = standin().await;
     let (endpoint, receiver) = Receiver::spawn().await;
-    let home = tempfile::tempdir().unwrap();
-    let url = provider.anthropic_base_url();
-    let gw = Gateway::start(
-        home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", url.as_str()),
-            ("OPEN_CLANKER_LOG_FORMAT", "json"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            // Nothing is exported on a timer during the test: the spans must come from the flush
-            // at shutdown.
-            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
-        ],
-    );
+    let s = Stack::start(&[
+        ("OPEN_CLANKER_LOG_FORMAT", "json"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        // Nothing is exported on a timer during the test: the spans must come from the flush at
+        // shutdown.
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+    ])
+    .await;
+    let gw = &s.gw;
     let out = gw.cli(&["chat", "trace me please"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = gw.cli(&["chat", "and fail #status=401"]);
     assert!(!out.status.success());
-    let (status, _, logs) = gw.terminate();
+    let (status, _, logs) = s.gw.terminate();
     assert!(status.success(), "{logs}");
 
     let spans = receiver.spans();
@@ -409,32 +369,32 @@ async fn secrets_never_reach_the_logs_or_the_traces() {
     let tokens = format!("ci:{TOKEN}");
     let gw = Gateway::start(
         home.path(),
-        &[
-            ("RUST_LOG", "trace"),
-            ("OPEN_CLANKER_LOG_FORMAT", "json"),
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", anthropic.as_str()),
-            // The stand-in refuses this key with a 401.
-            ("OPENAI_API_KEY", WRONG_PROVIDER_KEY),
-            ("OPENAI_BASE_URL", openai.as_str()),
-            ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ],
+        &standin_env(
+            &anthropic,
+            &[
+                ("RUST_LOG", "trace"),
+                ("OPEN_CLANKER_LOG_FORMAT", "json"),
+                // The stand-in refuses this key with a 401.
+                ("OPENAI_API_KEY", WRONG_PROVIDER_KEY),
+                ("OPENAI_BASE_URL", openai.as_str()),
+                ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ],
+        ),
     );
-    let out = cli(&gw, Some(TOKEN), &["chat", "a fine question"]);
+    let out = gw.cli_as(Some(TOKEN), &["chat", "a fine question"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = cli(
-        &gw,
+    let out = gw.cli_as(
         Some(TOKEN),
         &["chat", "--provider", "openai", "who are you"],
     );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(!err.contains(WRONG_PROVIDER_KEY), "{err}");
-    let out = cli(&gw, Some(TOKEN), &["chat", "refuse me #status=401"]);
+    let out = gw.cli_as(Some(TOKEN), &["chat", "refuse me #status=401"]);
     assert!(!out.status.success());
-    assert!(cli(&gw, Some(TOKEN), &["status"]).status.success());
-    let out = cli(&gw, Some(WRONG_TOKEN), &["status"]);
+    assert!(gw.cli_as(Some(TOKEN), &["status"]).status.success());
+    let out = gw.cli_as(Some(WRONG_TOKEN), &["status"]);
     assert!(!out.status.success());
     let wrong = format!("Bearer {WRONG_TOKEN}");
     let (status, _, _) = http_request(
@@ -470,23 +430,10 @@ async fn secrets_never_reach_the_logs_or_the_traces() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_messages_are_counted() {
-    use open_clanker_testkit::telegram;
     const BOT: &str = "123456:TEST-token_observability";
-    let provider = standin().await;
-    let tg = telegram::spawn(BOT).await.expect("telegram stand-in");
-    let home = tempfile::tempdir().unwrap();
-    let anthropic = provider.anthropic_base_url();
-    let api = tg.api_url();
-    let gw = Gateway::start(
-        home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", anthropic.as_str()),
-            ("TELEGRAM_BOT_TOKEN", BOT),
-            ("OPEN_CLANKER_TELEGRAM_API_URL", api.as_str()),
-            ("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42"),
-        ],
-    );
+    let tg = spawn_telegram(BOT).await;
+    let s = ChatGateway::start(tg, BOT, &[("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42")], None).await;
+    let (tg, gw) = (&s.platform, &s.gw);
     for (i, text) in ["hello bot", "and again"].into_iter().enumerate() {
         tg.push_text(42, 42, text);
         assert!(
@@ -501,19 +448,15 @@ async fn channel_messages_are_counted() {
             tg.calls()
         );
     }
-    let began = Instant::now();
-    let text = loop {
-        let (_, text) = scrape(&gw.addr);
+    let text = scrape_until(&gw.addr, Duration::from_secs(10), |_, text| {
         let out = metric(
-            &text,
+            text,
             "open_clanker_channel_messages_total",
             &[("channel", "telegram"), ("direction", "out")],
         );
-        if out == Some(2.0) || began.elapsed() > Duration::from_secs(10) {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        out == Some(2.0)
+    })
+    .await;
     for direction in ["in", "out"] {
         assert_eq!(
             metric(
@@ -538,20 +481,8 @@ async fn channel_messages_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failovers_are_counted_and_the_answering_provider_timed() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
-    let anthropic = provider.anthropic_base_url();
-    let openai = provider.openai_base_url();
-    let gw = Gateway::start(
-        home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", anthropic.as_str()),
-            ("OPENAI_API_KEY", KEY),
-            ("OPENAI_BASE_URL", openai.as_str()),
-            ("OPEN_CLANKER_FALLBACK", "openai"),
-        ],
-    );
+    let s = Stack::start_both(&[("OPEN_CLANKER_FALLBACK", "openai")]).await;
+    let gw = &s.gw;
     // Anthropic answers 503 to its first try and both retries; OpenAI takes over.
     let out = gw.cli(&["chat", "fall over #fail=3"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -5,25 +5,12 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use open_clanker_testkit::telegram;
 
 const OPENAI_PW: &str = "openai-PW-hunter2";
 const ANTHROPIC_PW: &str = "anthropic-PW-hunter3";
 const QUERY_SECRET: &str = "query-SECRET-4711";
 const TG_TOKEN: &str = "123456:TEST-redaction_abcdefghij";
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn assert_no_secret(what: &str, text: &str) {
     for secret in [OPENAI_PW, ANTHROPIC_PW, QUERY_SECRET] {
@@ -41,25 +28,26 @@ fn output_text(out: &std::process::Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_in_base_urls_are_shown_nowhere() {
     let provider = standin().await;
-    let tg = telegram::spawn(TG_TOKEN).await.expect("telegram stand-in");
+    let tg = spawn_telegram(TG_TOKEN).await;
     let home = tempfile::tempdir().unwrap();
-    let port = closed_port();
+    let port = unused_port();
     // OpenAI at a closed port (every turn fails), Anthropic at the stand-in (turns succeed).
     let openai = format!("http://proxy-user:{OPENAI_PW}@127.0.0.1:{port}/v1");
     let standin = provider.anthropic_base_url();
     let anthropic = standin.replacen("http://", &format!("http://proxy-user:{ANTHROPIC_PW}@"), 1);
     let tg_api = tg.api_url();
-    let env = [
-        ("OPENAI_API_KEY", KEY),
-        ("OPENAI_BASE_URL", openai.as_str()),
-        ("ANTHROPIC_API_KEY", KEY),
-        ("ANTHROPIC_BASE_URL", anthropic.as_str()),
-        ("OPEN_CLANKER_DEFAULT_PROVIDER", "openai"),
-        ("TELEGRAM_BOT_TOKEN", TG_TOKEN),
-        ("OPEN_CLANKER_TELEGRAM_API_URL", tg_api.as_str()),
-        ("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42"),
-        ("RUST_LOG", "trace"),
-    ];
+    let [tg_token, tg_api] = telegram_env(TG_TOKEN, &tg_api);
+    let env = standin_env_both(
+        &anthropic,
+        &openai,
+        &[
+            ("OPEN_CLANKER_DEFAULT_PROVIDER", "openai"),
+            tg_token,
+            tg_api,
+            ("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42"),
+            ("RUST_LOG", "trace"),
+        ],
+    );
     let gw = Gateway::start(home.path(), &env);
 
     // GetStatus, through `status --json` and `status`: where each provider points, no password.
@@ -117,10 +105,7 @@ async fn passwords_in_base_urls_are_shown_nowhere() {
     assert_no_secret("/v1/chat/completions", &body);
 
     // A failed turn's note in a Telegram chat.
-    assert!(
-        tg.wait_until(WAIT, |t| !t.calls_of("getUpdates").is_empty())
-            .await
-    );
+    polling(&tg).await;
     tg.push_text(42, 42, "are you there?");
     assert!(
         tg.wait_until(WAIT, |t| t
@@ -136,19 +121,13 @@ async fn passwords_in_base_urls_are_shown_nowhere() {
     }
 
     // config-validate and doctor, with the same environment.
-    let run = |args: &[&str]| {
-        let mut cmd = command(home.path());
-        cmd.args(args)
-            .env(
-                "OPEN_CLANKER_LISTEN",
-                format!("127.0.0.1:{}", closed_port()),
-            )
-            .env("OPEN_CLANKER_DATA_DIR", home.path().join("data-doctor"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
-    };
+    let data = home.path().join("data-doctor");
+    let env = [
+        &env[..],
+        &[("OPEN_CLANKER_DATA_DIR", data.to_str().unwrap())],
+    ]
+    .concat();
+    let run = |args: &[&str]| run_in(home.path(), args, &env);
     let out = run(&["config-validate"]);
     assert!(out.status.success(), "{}", output_text(&out));
     assert_no_secret("config-validate", &output_text(&out));
@@ -170,25 +149,11 @@ async fn passwords_in_base_urls_are_shown_nowhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_credential_in_a_base_url_query_is_shown_nowhere() {
     let home = tempfile::tempdir().unwrap();
-    let port = closed_port();
+    let port = unused_port();
     let openai = format!("http://127.0.0.1:{port}/v1?api_key={QUERY_SECRET}");
     let anthropic = format!("http://u:{ANTHROPIC_PW}@127.0.0.1:{port}/?Signature={QUERY_SECRET}");
-    let run = |args: &[&str]| {
-        command(home.path())
-            .args(args)
-            .env("OPENAI_API_KEY", KEY)
-            .env("OPENAI_BASE_URL", &openai)
-            .env("ANTHROPIC_API_KEY", KEY)
-            .env("ANTHROPIC_BASE_URL", &anthropic)
-            .env(
-                "OPEN_CLANKER_LISTEN",
-                format!("127.0.0.1:{}", closed_port()),
-            )
-            .env("OPEN_CLANKER_DATA_DIR", home.path().join("data"))
-            .env("RUST_LOG", "trace")
-            .output()
-            .unwrap()
-    };
+    let env = standin_env_both(&anthropic, &openai, &[("RUST_LOG", "trace")]);
+    let run = |args: &[&str]| run_in(home.path(), args, &env);
     // The gateway refuses such a base URL, and says which one without its secrets.
     for args in [&["config-validate"][..], &["doctor"], &["gateway"]] {
         let out = run(args);

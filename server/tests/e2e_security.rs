@@ -38,37 +38,23 @@ fn refuses_to_listen_beyond_loopback_without_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_rotate_and_limits_answer_clearly() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
-    let url = provider.anthropic_base_url();
     let tokens = format!("old:{OLD},new:{NEW}");
-    let gw = Gateway::start(
-        home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", url.as_str()),
-            ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
-            ("OPEN_CLANKER_TURNS_PER_MINUTE", "3"),
-            ("OPEN_CLANKER_MAX_REQUEST_BYTES", "2048"),
-        ],
-    );
-    let with = |token: Option<&str>, args: &[&str]| {
-        let mut cmd = command(home.path());
-        cmd.args(args).env("OPEN_CLANKER_ADDR", &gw.addr);
-        if let Some(t) = token {
-            cmd.env("OPEN_CLANKER_TOKEN", t);
-        }
-        cmd.output().unwrap()
-    };
+    let s = Stack::start(&[
+        ("OPEN_CLANKER_API_TOKENS", tokens.as_str()),
+        ("OPEN_CLANKER_TURNS_PER_MINUTE", "3"),
+        ("OPEN_CLANKER_MAX_REQUEST_BYTES", "2048"),
+    ])
+    .await;
+    let gw = &s.gw;
 
-    let out = with(None, &["status"]);
+    let out = gw.cli_as(None, &["status"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("missing API token"),
         "{}",
         stderr(&out)
     );
-    let out = with(Some("wrong-token-000000000000"), &["status"]);
+    let out = gw.cli_as(Some("wrong-token-000000000000"), &["status"]);
     assert!(
         stderr(&out).contains("invalid API token"),
         "{}",
@@ -76,11 +62,11 @@ async fn tokens_rotate_and_limits_answer_clearly() {
     );
     // Both tokens work at once: one can be rotated out without downtime.
     for t in [OLD, NEW] {
-        let out = with(Some(t), &["status"]);
+        let out = gw.cli_as(Some(t), &["status"]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
     // Health stays open, over gRPC and HTTP.
-    assert!(with(None, &["health"]).status.success());
+    assert!(gw.cli_as(None, &["health"]).status.success());
     assert!(http_get(&gw.addr, "/health").0.contains("200"));
     // The OpenAI-compatible endpoint answers 401 in OpenAI's shape.
     let (status, head, body) = http_request(&gw.addr, "GET", "/v1/models", &[], "");
@@ -103,7 +89,7 @@ async fn tokens_rotate_and_limits_answer_clearly() {
 
     // An oversized request is refused before anything is stored.
     let big = "y".repeat(3000);
-    let out = with(Some(NEW), &["chat", &big]);
+    let out = gw.cli_as(Some(NEW), &["chat", &big]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("limits.max_request_bytes"),
@@ -127,10 +113,10 @@ async fn tokens_rotate_and_limits_answer_clearly() {
 
     // Three turns a minute per token, then RESOURCE_EXHAUSTED with a retry hint.
     for i in 0..3 {
-        let out = with(Some(OLD), &["chat", &format!("turn {i}")]);
+        let out = gw.cli_as(Some(OLD), &["chat", &format!("turn {i}")]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let out = with(Some(OLD), &["chat", "one too many"]);
+    let out = gw.cli_as(Some(OLD), &["chat", "one too many"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -138,9 +124,13 @@ async fn tokens_rotate_and_limits_answer_clearly() {
         "{err}"
     );
     // The other token has its own budget.
-    assert!(with(Some(NEW), &["chat", "still fine"]).status.success());
+    assert!(
+        gw.cli_as(Some(NEW), &["chat", "still fine"])
+            .status
+            .success()
+    );
 
-    let (_, _, logs) = gw.terminate();
+    let (_, _, logs) = s.gw.terminate();
     for secret in [OLD, NEW, KEY] {
         assert!(!logs.contains(secret), "a secret leaked into the logs");
     }
@@ -148,20 +138,10 @@ async fn tokens_rotate_and_limits_answer_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_turn_limit_refuses_the_extra_turn() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
-    let url = provider.anthropic_base_url();
-    let gw = Gateway::start(
-        home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", url.as_str()),
-            ("OPEN_CLANKER_MAX_CONCURRENT_TURNS", "1"),
-        ],
-    );
-    let slow = command(home.path())
-        .args(["chat", "#tokens=10 #delay=100"])
-        .env("OPEN_CLANKER_ADDR", &gw.addr)
+    let s = Stack::start(&[("OPEN_CLANKER_MAX_CONCURRENT_TURNS", "1")]).await;
+    let gw = &s.gw;
+    let slow = gw
+        .cli_command(&["chat", "#tokens=10 #delay=100"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -103,23 +103,11 @@ fn health(gw: &Gateway) -> (String, serde_json::Value) {
 
 /// `open-clanker status --json`'s `store` object.
 fn store_status(gw: &Gateway) -> serde_json::Value {
-    let out = gw.cli(&["status", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    status["store"].clone()
+    gw.status_json()["store"].clone()
 }
 
-/// Runs `f` until it returns `Some`, for at most `limit`.
-fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let began = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(began.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+/// How often the tests here try again.
+const EVERY: Duration = Duration::from_millis(200);
 
 /// Issue 12, item 3: once the disk has room again the gateway writes again by itself (no
 /// connection is left holding SQLite's write lock after a failed commit), and while it cannot
@@ -162,7 +150,7 @@ async fn a_full_disk_degrades_the_gateway_and_it_recovers_without_a_restart() {
     );
 
     // The store says it cannot write, in /health and GetStatus.
-    let (line, body) = poll(Duration::from_secs(10), "/health degraded", || {
+    let (line, body) = poll(Duration::from_secs(10), EVERY, "/health degraded", || {
         let (line, body) = health(&gw);
         assert!(line.contains("503"), "{line} {body}");
         if body["status"] == "degraded" {
@@ -194,6 +182,7 @@ async fn a_full_disk_degrades_the_gateway_and_it_recovers_without_a_restart() {
     }
     let session = poll(
         Duration::from_secs(20),
+        EVERY,
         "a chat after the disk was freed",
         || {
             let out = gw.cli(&["chat", "after the disk was freed"]);
@@ -207,9 +196,12 @@ async fn a_full_disk_degrades_the_gateway_and_it_recovers_without_a_restart() {
         assert!(out.status.success(), "later chat {i}: {}", stderr(&out));
         sessions.push(session_from(&stderr(&out)));
     }
-    poll(Duration::from_secs(20), "/health back to 200", || {
-        health(&gw).0.contains("200").then_some(())
-    });
+    poll(
+        Duration::from_secs(20),
+        EVERY,
+        "/health back to 200",
+        || health(&gw).0.contains("200").then_some(()),
+    );
     assert_eq!(health(&gw).1["status"], "ok");
     let store = store_status(&gw);
     assert_eq!(store["writable"], true, "{store}");
@@ -248,11 +240,11 @@ async fn a_full_disk_degrades_the_gateway_and_it_recovers_without_a_restart() {
 /// request may have reached the provider.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_provider_request_for_a_message_that_was_not_stored() {
-    let provider = standin().await;
-    let home = tempfile::tempdir().unwrap();
+    let s = Stack::start(&[]).await;
+    let gw = &s.gw;
+    let provider = &s.provider;
+    let home = &s.home;
     let url = provider.anthropic_base_url();
-    let env = standin_env(&url, &[]);
-    let gw = Gateway::start(home.path(), &env);
     let out = gw.cli(&["chat", "first"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let session = session_from(&stderr(&out));
@@ -292,6 +284,7 @@ async fn no_provider_request_for_a_message_that_was_not_stored() {
     txn.rollback().await.unwrap();
     let out = poll(
         Duration::from_secs(20),
+        EVERY,
         "a chat once the lock is gone",
         || {
             let out = gw.cli(&["chat", "--session", &session, "now it works"]);
@@ -366,11 +359,7 @@ async fn a_second_gateway_on_the_same_data_dir_refuses_to_start() {
     // And a gateway on an in-memory database takes no lock.
     let fourth = Gateway::start(
         home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", url.as_str()),
-            ("OPEN_CLANKER_DATABASE_URL", "sqlite::memory:"),
-        ],
+        &standin_env(&url, &[("OPEN_CLANKER_DATABASE_URL", "sqlite::memory:")]),
     );
     assert!(fourth.cli(&["chat", "in memory"]).status.success());
 }

@@ -6,145 +6,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use open_clanker_testkit::telegram::{self, BOT_USERNAME, Failure, TelegramStandIn};
-use open_clanker_testkit::{StandIn, StandInConfig, spawn};
+use open_clanker_testkit::telegram::{BOT_USERNAME, Failure, TelegramStandIn};
 
-const TOKEN: &str = "123456:TEST-token_abcdefghij";
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Setup {
-    provider: StandIn,
-    tg: TelegramStandIn,
-    gw: Gateway,
-    _home: tempfile::TempDir,
-}
+type Setup = ChatGateway<TelegramStandIn>;
 
 /// A gateway with Telegram pointed at a fresh stand-in.
 async fn setup(extra: &[(&str, &str)]) -> Setup {
-    setup_with(extra, None).await
-}
-
-/// The same, with a config file.
-async fn setup_with(extra: &[(&str, &str)], config: Option<&str>) -> Setup {
-    let provider = spawn(StandInConfig {
-        api_key: KEY.to_string(),
-        default_delay: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .expect("provider stand-in");
-    let tg = telegram::spawn(TOKEN).await.expect("telegram stand-in");
-    let home = tempfile::tempdir().unwrap();
-    if let Some(text) = config {
-        std::fs::write(home.path().join("open-clanker.toml"), text).unwrap();
-    }
-    let anthropic = provider.anthropic_base_url();
-    let api = tg.api_url();
-    let mut env = vec![
-        ("ANTHROPIC_API_KEY", KEY),
-        ("ANTHROPIC_BASE_URL", anthropic.as_str()),
-        ("TELEGRAM_BOT_TOKEN", TOKEN),
-        ("OPEN_CLANKER_TELEGRAM_API_URL", api.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    let gw = Gateway::start(home.path(), &env);
-    Setup {
-        provider,
-        tg,
-        gw,
-        _home: home,
-    }
-}
-
-impl Setup {
-    async fn polling(&self) {
-        assert!(
-            self.tg
-                .wait_until(WAIT, |t| !t.calls_of("getUpdates").is_empty())
-                .await,
-            "the channel never polled: {:?}",
-            self.tg.calls()
-        );
-    }
-
-    /// Waits until chat `chat` has `n` messages from the bot and none changes for a moment.
-    async fn settled(&self, chat: i64, n: usize) -> Vec<telegram::SentMessage> {
-        assert!(
-            self.tg
-                .wait_until(WAIT, |t| t.messages(chat).len() >= n)
-                .await,
-            "expected {n} messages in chat {chat}; calls: {:#?}",
-            self.tg.calls()
-        );
-        // Let the final edits land.
-        let mut last = self.tg.messages(chat);
-        loop {
-            tokio::time::sleep(Duration::from_millis(1800)).await;
-            let now = self.tg.messages(chat);
-            if now == last {
-                return now;
-            }
-            last = now;
-        }
-    }
-
-    /// Waits until the bot's message number `index` in chat `chat` reads `expected` (the final
-    /// edit of a streamed answer); returns the chat's messages.
-    async fn wait_text(
-        &self,
-        chat: i64,
-        index: usize,
-        expected: &str,
-    ) -> Vec<telegram::SentMessage> {
-        let done = self
-            .tg
-            .wait_until(WAIT, |t| {
-                t.messages(chat)
-                    .get(index)
-                    .is_some_and(|m| m.text == expected)
-            })
-            .await;
-        assert!(
-            done,
-            "message {index} of chat {chat} never read {expected:?}: {:#?}",
-            self.tg.messages(chat)
-        );
-        self.tg.messages(chat)
-    }
-
-    fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = self.gw.cli(args);
-        (out.status.success(), stdout(&out), stderr(&out))
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let (ok, out, err) = self.cli(&["status", "--json"]);
-        assert!(ok, "{err}");
-        serde_json::from_str(&out).unwrap()
-    }
-
-    /// The session id and message count of the session with this exact key.
-    fn session(&self, key: &str) -> Option<(String, u64)> {
-        let (ok, out, err) = self.cli(&["sessions", "list", "--prefix", key]);
-        assert!(ok, "{err}");
-        out.lines().find_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            cols.contains(&key)
-                .then(|| (cols[0].to_string(), cols[1].parse().unwrap()))
-        })
-    }
-}
-
-/// The pairing code in a pairing message.
-fn code_in(text: &str) -> String {
-    text.split(|c: char| !c.is_ascii_alphanumeric())
-        .find(|w| {
-            w.len() == 8
-                && w.chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        })
-        .unwrap_or_else(|| panic!("no code in {text:?}"))
-        .to_string()
+    Setup::telegram(extra, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +29,7 @@ async fn an_allowed_dm_gets_a_streamed_reply_that_is_stored() {
     assert_eq!(status["channels"][1]["name"], "discord");
     assert_eq!(status["channels"][1]["enabled"], false);
 
-    s.tg.push_text(
+    s.platform.push_text(
         42,
         42,
         "one two three four five six seven **eight** #delay=300",
@@ -177,17 +45,17 @@ async fn an_allowed_dm_gets_a_streamed_reply_that_is_stored() {
         messages[0].raw
     );
     // Streamed: a first message, then edits at a throttled pace.
-    assert!(messages[0].edits >= 1, "{:#?}", s.tg.calls());
-    let edits = s.tg.calls_of("editMessageText");
+    assert!(messages[0].edits >= 1, "{:#?}", s.platform.calls());
+    let edits = s.platform.calls_of("editMessageText");
     for pair in edits.windows(2) {
         assert!(
             pair[1].at - pair[0].at >= Duration::from_millis(1400),
             "edits too fast: {edits:#?}"
         );
     }
-    assert!(!s.tg.calls_of("sendChatAction").is_empty());
-    assert_eq!(s.tg.calls_of("sendMessage").len(), 1);
-    assert_eq!(s.tg.pending_updates(), 0, "the update was confirmed");
+    assert!(!s.platform.calls_of("sendChatAction").is_empty());
+    assert_eq!(s.platform.calls_of("sendMessage").len(), 1);
+    assert_eq!(s.platform.pending_updates(), 0, "the update was confirmed");
 
     // Stored in the chat's session, found by its key.
     let (id, count) = s.session("telegram:42").expect("session telegram:42");
@@ -204,14 +72,17 @@ async fn an_allowed_dm_gets_a_streamed_reply_that_is_stored() {
     );
     let (exit, _, logs) = s.gw.terminate();
     assert!(exit.success(), "{logs}");
-    assert!(!logs.contains(TOKEN), "the bot token leaked into the logs");
+    assert!(
+        !logs.contains(TELEGRAM_TOKEN),
+        "the bot token leaked into the logs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_pairs_and_is_answered_after_approval() {
     let s = setup(&[]).await;
     s.polling().await;
-    s.tg.push_text(77, 77, "hello?");
+    s.platform.push_text(77, 77, "hello?");
     let messages = s.settled(77, 1).await;
     let code = code_in(&messages[0].text);
     assert!(
@@ -230,7 +101,7 @@ async fn a_stranger_pairs_and_is_answered_after_approval() {
     );
 
     // The same stranger asking again gets the same code.
-    s.tg.push_text(77, 77, "please");
+    s.platform.push_text(77, 77, "please");
     let messages = s.settled(77, 2).await;
     assert_eq!(code_in(&messages[1].text), code);
 
@@ -255,7 +126,7 @@ async fn a_stranger_pairs_and_is_answered_after_approval() {
     let (ok, out, _) = s.cli(&["pairing", "allowed"]);
     assert!(ok && out.contains("77") && out.contains("pairing"), "{out}");
 
-    s.tg.push_text(77, 77, "now?");
+    s.platform.push_text(77, 77, "now?");
     s.wait_text(77, 2, "echo: now?").await;
     assert_eq!(s.provider.request_count(), 1);
 
@@ -264,7 +135,7 @@ async fn a_stranger_pairs_and_is_answered_after_approval() {
     assert!(ok, "{err}");
     let (ok, _, err) = s.cli(&["pairing", "revoke", "telegram", "77"]);
     assert!(!ok && err.to_lowercase().contains("not"), "{err}");
-    s.tg.push_text(77, 77, "still there?");
+    s.platform.push_text(77, 77, "still there?");
     let messages = s.settled(77, 4).await;
     assert_ne!(code_in(&messages[3].text), code, "a fresh code");
     assert_eq!(s.provider.request_count(), 1);
@@ -274,20 +145,21 @@ async fn a_stranger_pairs_and_is_answered_after_approval() {
 async fn long_answers_are_split_and_reset_starts_afresh() {
     let s = setup(&[("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42")]).await;
     s.polling().await;
-    s.tg.push_text(42, 42, "#tokens=1500");
+    s.platform.push_text(42, 42, "#tokens=1500");
     let answer: String = (0..1500)
         .map(|i| format!("tok{i}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let complete =
-        s.tg.wait_until(WAIT, |t| {
+    let complete = s
+        .platform
+        .wait_until(WAIT, |t| {
             t.messages(42)
                 .last()
                 .is_some_and(|m| m.text.ends_with("tok1499"))
         })
         .await;
-    assert!(complete, "{:#?}", s.tg.messages(42));
-    let messages = s.tg.messages(42);
+    assert!(complete, "{:#?}", s.platform.messages(42));
+    let messages = s.platform.messages(42);
     assert!(answer.len() > 2 * 4096);
     assert_eq!(
         messages.len(),
@@ -304,7 +176,7 @@ async fn long_answers_are_split_and_reset_starts_afresh() {
 
     let (_, count) = s.session("telegram:42").unwrap();
     assert_eq!(count, 2);
-    s.tg.push_text(42, 42, "/reset");
+    s.platform.push_text(42, 42, "/reset");
     let messages = s.settled(42, 4).await;
     assert!(
         messages[3].text.contains("Fresh start"),
@@ -313,7 +185,7 @@ async fn long_answers_are_split_and_reset_starts_afresh() {
     );
     let (_, count) = s.session("telegram:42").unwrap();
     assert_eq!(count, 0, "history cleared");
-    s.tg.push_text(42, 42, "again");
+    s.platform.push_text(42, 42, "again");
     s.wait_text(42, 4, "echo: again").await;
     // The provider saw no earlier history after the reset.
     let last = s.provider.requests().pop().unwrap();
@@ -324,7 +196,7 @@ async fn long_answers_are_split_and_reset_starts_afresh() {
         last.body
     );
 
-    s.tg.push_text(42, 42, "/status");
+    s.platform.push_text(42, 42, "/status");
     let messages = s.settled(42, 6).await;
     assert!(
         messages[5].text.contains("telegram:42") && messages[5].text.contains("2 messages"),
@@ -337,10 +209,10 @@ async fn long_answers_are_split_and_reset_starts_afresh() {
 async fn rate_limits_are_waited_out_and_refused_html_falls_back_to_plain_text() {
     let s = setup(&[("OPEN_CLANKER_TELEGRAM_ALLOW_FROM", "42")]).await;
     s.polling().await;
-    s.tg.fail_next("sendMessage", Failure::RetryAfter(2));
-    s.tg.push_text(42, 42, "hi");
+    s.platform.fail_next("sendMessage", Failure::RetryAfter(2));
+    s.platform.push_text(42, 42, "hi");
     s.wait_text(42, 0, "echo: hi").await;
-    let sends = s.tg.calls_of("sendMessage");
+    let sends = s.platform.calls_of("sendMessage");
     assert_eq!(sends[0].status, 429);
     let ok = sends
         .iter()
@@ -351,78 +223,63 @@ async fn rate_limits_are_waited_out_and_refused_html_falls_back_to_plain_text() 
         "retry_after honoured: {sends:#?}"
     );
 
-    s.tg.fail_next("sendMessage", Failure::CantParseEntities);
-    s.tg.push_text(42, 42, "plain *please*");
+    s.platform
+        .fail_next("sendMessage", Failure::CantParseEntities);
+    s.platform.push_text(42, 42, "plain *please*");
     let messages = s.wait_text(42, 1, "echo: plain *please*").await;
     assert_eq!(messages[1].parse_mode, None, "resent without formatting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_answer_mentions_with_per_sender_sessions() {
-    let s = setup_with(
+    let s = Setup::telegram(
         &[("OPEN_CLANKER_TELEGRAM_DM_POLICY", "allowlist")],
         Some("[channels.telegram]\ngroup_allow_from = [-100]\n"),
     )
     .await;
     s.polling().await;
-    s.tg.push_text(-100, 5, "talking among ourselves");
-    let asked =
-        s.tg.push_text(-100, 5, &format!("@{BOT_USERNAME} what is up"));
+    s.platform.push_text(-100, 5, "talking among ourselves");
+    let asked = s
+        .platform
+        .push_text(-100, 5, &format!("@{BOT_USERNAME} what is up"));
     let messages = s.wait_text(-100, 0, "echo: what is up").await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].reply_to, Some(asked));
     // Another member replies to the bot: answered in their own session.
-    s.tg.push_message(-100, 6, "and me", Some(messages[0].message_id));
+    s.platform
+        .push_message(-100, 6, "and me", Some(messages[0].message_id));
     s.wait_text(-100, 1, "echo: and me").await;
     assert_eq!(s.session("telegram:-100:5").unwrap().1, 2);
     assert_eq!(s.session("telegram:-100:6").unwrap().1, 2);
     assert_eq!(s.provider.request_count(), 2);
     // Another group is not on the list.
-    s.tg.push_text(-200, 5, &format!("@{BOT_USERNAME} hi"));
+    s.platform
+        .push_text(-200, 5, &format!("@{BOT_USERNAME} hi"));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(s.tg.messages(-200).is_empty());
+    assert!(s.platform.messages(-200).is_empty());
     // Under the allowlist DM policy a stranger is ignored: no code, no model.
-    s.tg.push_text(9, 9, "anyone?");
+    s.platform.push_text(9, 9, "anyone?");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(s.tg.messages(9).is_empty());
+    assert!(s.platform.messages(9).is_empty());
     assert_eq!(s.provider.request_count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_token_leaves_the_gateway_serving() {
-    let provider = spawn(StandInConfig {
-        api_key: KEY.to_string(),
-        default_delay: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let tg = telegram::spawn("999:the-real-token").await.unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let anthropic = provider.anthropic_base_url();
-    let api = tg.api_url();
-    let gw = Gateway::start(
-        home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", anthropic.as_str()),
-            ("TELEGRAM_BOT_TOKEN", TOKEN),
-            ("OPEN_CLANKER_TELEGRAM_API_URL", api.as_str()),
-        ],
-    );
+    let tg = spawn_telegram("999:the-real-token").await;
+    let s = Setup::start(tg, TELEGRAM_TOKEN, &[], None).await;
+    let (tg, gw) = (&s.platform, &s.gw);
     assert!(
         tg.wait_until(WAIT, |t| !t.calls_of("getMe").is_empty())
             .await
     );
-    let mut status = serde_json::Value::Null;
-    for _ in 0..50 {
-        let out = gw.cli(&["status", "--json"]);
-        status = serde_json::from_str(&stdout(&out)).unwrap();
-        if status["channels"][0]["last_error"] != "" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = last_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || gw.status_json(),
+        |status| status["channels"][0]["last_error"] != "",
+    )
+    .await;
     let tg_status = &status["channels"][0];
     assert_eq!(tg_status["enabled"], true);
     assert_eq!(tg_status["connected"], false);
@@ -446,10 +303,10 @@ async fn a_rejected_token_leaves_the_gateway_serving() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(tg.calls_of("getMe").len(), 1);
     assert!(tg.calls_of("getUpdates").is_empty());
-    let (exit, _, logs) = gw.terminate();
+    let (exit, _, logs) = s.gw.terminate();
     assert!(exit.success(), "{logs}");
     assert_eq!(logs.matches("rejected the bot token").count(), 1, "{logs}");
-    assert!(!logs.contains(TOKEN));
+    assert!(!logs.contains(TELEGRAM_TOKEN));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,13 +322,14 @@ async fn webhook_mode_serves_the_secret_path_on_the_gateway_port() {
     ])
     .await;
     assert!(
-        s.tg.wait_until(WAIT, |t| !t.calls_of("setWebhook").is_empty())
+        s.platform
+            .wait_until(WAIT, |t| !t.calls_of("setWebhook").is_empty())
             .await
     );
-    let set = &s.tg.calls_of("setWebhook")[0];
+    let set = &s.platform.calls_of("setWebhook")[0];
     assert_eq!(set.params["url"], "https://bot.example.com/tg/hook-1234");
     assert_eq!(set.params["secret_token"], "s3cret-token_1");
-    assert!(s.tg.calls_of("getUpdates").is_empty());
+    assert!(s.platform.calls_of("getUpdates").is_empty());
 
     let update = serde_json::json!({
         "update_id": 1,
@@ -494,7 +352,7 @@ async fn webhook_mode_serves_the_secret_path_on_the_gateway_port() {
     assert!(line.contains("401"), "{line}");
     let (line, _, _) = http_request(&s.gw.addr, "POST", "/tg/hook-1234", &[json], &update);
     assert!(line.contains("401"), "{line}");
-    assert!(s.tg.messages(42).is_empty());
+    assert!(s.platform.messages(42).is_empty());
     let (line, _, _) = http_request(
         &s.gw.addr,
         "POST",
@@ -521,19 +379,24 @@ async fn answers_ask_for_no_link_preview_unless_allowed() {
         env.extend(previews.map(|on| ("OPEN_CLANKER_TELEGRAM_LINK_PREVIEWS", on)));
         let s = setup(&env).await;
         s.polling().await;
-        s.tg.push_text(42, 42, &format!("{link} #delay=300"));
+        s.platform.push_text(42, 42, &format!("{link} #delay=300"));
         let messages = s
             .wait_text(42, 0, &format!("echo: {link} #delay=300"))
             .await;
         let disabled = previews.is_none();
         assert_eq!(messages[0].link_preview_disabled, disabled, "{messages:#?}");
-        assert!(messages[0].edits >= 1, "streamed: {:#?}", s.tg.calls());
+        assert!(
+            messages[0].edits >= 1,
+            "streamed: {:#?}",
+            s.platform.calls()
+        );
         // A stranger's pairing message goes out the same way.
-        s.tg.push_text(9, 9, "hello? https://attacker.example/");
+        s.platform
+            .push_text(9, 9, "hello? https://attacker.example/");
         s.settled(9, 1).await;
         let sent: Vec<_> = ["sendMessage", "editMessageText"]
             .iter()
-            .flat_map(|method| s.tg.calls_of(method))
+            .flat_map(|method| s.platform.calls_of(method))
             .collect();
         assert!(sent.len() >= 3, "{sent:#?}");
         for call in sent {

@@ -39,12 +39,7 @@ fn serves_over_tls_with_a_generated_certificate() {
     // Without trusting it, the handshake fails; plain HTTP/2 is not served on a TLS port.
     let out = run(&["status"]);
     assert!(!out.status.success());
-    let out = command(home.path())
-        .args(["health"])
-        .env("OPEN_CLANKER_ADDR", &gw.addr)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    assert!(!gw.cli(&["health"]).status.success());
 
     // Half a TLS configuration is refused with the key to fix.
     let out = command(home.path())

@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::{Buf, BufMut};
 use common::*;
 use open_clanker_store::Store;
-use open_clanker_testkit::{StandInConfig, spawn};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -101,22 +100,9 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_at_volume_never_breaks_the_gateway() {
-    let provider = spawn(StandInConfig {
-        api_key: KEY.to_string(),
-        default_delay: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let url = provider.anthropic_base_url();
-    let gw = Gateway::start(
-        home.path(),
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", url.as_str()),
-        ],
-    );
+    let s = Stack::start(&[]).await;
+    let gw = &s.gw;
+    let home = &s.home;
     let channel = tonic::transport::Endpoint::from_shared(gw.addr.clone())
         .unwrap()
         .connect()
