@@ -72,6 +72,12 @@ impl From<&str> for RedactedUrl {
     }
 }
 
+impl PartialEq<&str> for RedactedUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 impl std::fmt::Debug for RedactedUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(&redact_url(&self.0), f)

@@ -54,7 +54,7 @@ pub fn telegram_settings(c: &TelegramConfig) -> Option<TelegramSettings> {
     };
     Some(TelegramSettings {
         token,
-        api_url: c.api_url.to_string(),
+        api_url: c.api_url.clone(),
         access: AccessPolicy {
             dm: c.dm_policy,
             allow_from: c.allow_from.clone(),
@@ -77,7 +77,7 @@ pub fn discord_settings(c: &DiscordConfig) -> Option<DiscordSettings> {
             .api_url
             .as_deref()
             .unwrap_or(discord::DEFAULT_API_URL)
-            .to_owned(),
+            .into(),
         access: AccessPolicy {
             dm: c.dm_policy,
             allow_from: c.allow_from.clone(),

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 pub use sink::{DiscordSink, Rest, RestError, message_flags};
 
 use open_clanker_core::SecretString;
-use open_clanker_core::redact::redact_url;
+use open_clanker_core::redact::{RedactedUrl, redact_url};
 
 use crate::access::AccessPolicy;
 use crate::backoff::Backoff;
@@ -73,7 +73,7 @@ pub struct DiscordSettings {
     /// From the Developer Portal.
     pub token: SecretString,
     /// The API base, e.g. [`DEFAULT_API_URL`].
-    pub api_url: String,
+    pub api_url: RedactedUrl,
     pub access: AccessPolicy,
     pub relay: RelayConfig,
     /// Let Discord show previews (embeds) of the links in answers. Off by default: Discord fetches

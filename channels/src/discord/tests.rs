@@ -190,7 +190,7 @@ async fn run_with(dc: DiscordStandIn, token: &str, access: AccessPolicy) -> Runn
     let cancel = CancellationToken::new();
     let settings = DiscordSettings {
         token: SecretString::new(token.to_owned()),
-        api_url: dc.api_url(),
+        api_url: dc.api_url().into(),
         access,
         relay: relay(),
         link_previews: false,
@@ -541,7 +541,7 @@ async fn an_unreachable_api_is_retried_with_backoff() {
     };
     let settings = DiscordSettings {
         token: SecretString::new(TOKEN.into()),
-        api_url: format!("http://{closed}"),
+        api_url: format!("http://{closed}").into(),
         access: open(),
         relay: relay(),
         link_previews: false,

@@ -23,7 +23,7 @@ use tracing::{debug, info};
 pub use sink::TelegramSink;
 pub use webhook::{SECRET_HEADER, webhook_router};
 
-use open_clanker_core::redact::redact_url;
+use open_clanker_core::redact::{RedactedUrl, redact_url};
 use open_clanker_core::{ExposeSecret, SecretString};
 
 use crate::access::AccessPolicy;
@@ -70,7 +70,7 @@ pub struct TelegramSettings {
     /// From @BotFather.
     pub token: SecretString,
     /// The Bot API server, e.g. [`DEFAULT_API_URL`].
-    pub api_url: String,
+    pub api_url: RedactedUrl,
     pub access: AccessPolicy,
     pub mode: Mode,
     pub relay: RelayConfig,
