@@ -344,7 +344,7 @@ pub fn report(checks: &[Check]) -> bool {
         println!("all good");
         true
     } else {
-        println!("{failed} problem(s) found");
+        println!("{failed} problem(s) found; {}", crate::cli::TROUBLESHOOTING);
         false
     }
 }

@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("  {hint}");
+            }
             ExitCode::FAILURE
         }
     }
