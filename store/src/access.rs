@@ -10,7 +10,10 @@ use sea_orm::{
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, big_pk_auto, string};
 
-use crate::{Store, StoreError, now_ms, truncate_chars};
+use open_clanker_core::now_ms;
+
+use crate::error::{StoreError, truncate_chars};
+use crate::handle::Store;
 
 /// Longest stored label, in characters.
 const LABEL_MAX_CHARS: usize = 100;

@@ -220,7 +220,7 @@ impl MigrationTrait for IndexStreamingAnswers {
                     .name("idx_messages_streaming")
                     .table(Messages::Table)
                     .col(Messages::StopReason)
-                    .and_where(Expr::col(Messages::StopReason).eq(crate::STREAMING))
+                    .and_where(Expr::col(Messages::StopReason).eq(crate::records::STREAMING))
                     .if_not_exists()
                     .to_owned(),
             )

@@ -17,7 +17,7 @@
 //! comes, it tries a small write of its own every [`PROBE_EVERY`], so it notices the space coming
 //! back without traffic (a readiness probe on `/health` keeps traffic away meanwhile).
 
-use open_clanker_core::{Role, Session, StoredMessage};
+use open_clanker_core::{Role, Session, StoredMessage, now_ms};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -31,10 +31,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::entity::{messages, sessions, store_probe};
-use crate::{
-    NewMessage, STREAMING, StoreError, now_ms, session_from_model, session_not_found,
-    title_from_content, usage, utc_day,
-};
+use crate::error::{StoreError, session_not_found};
+use crate::records::{NewMessage, STREAMING, session_from_model, title_from_content};
+use crate::usage::{self, utc_day};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
