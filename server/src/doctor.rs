@@ -328,6 +328,9 @@ fn exposure(c: &Config) -> Check {
     }
 }
 
+/// Where the causes and fixes of the gateway's own errors are written down.
+pub const TROUBLESHOOTING: &str = "causes and fixes: docs/TROUBLESHOOTING.md (https://github.com/openclanker/open-clanker/blob/main/docs/TROUBLESHOOTING.md)";
+
 /// Prints the checks; true when none failed.
 pub fn report(checks: &[Check]) -> bool {
     println!("open-clanker doctor");
@@ -344,7 +347,7 @@ pub fn report(checks: &[Check]) -> bool {
         println!("all good");
         true
     } else {
-        println!("{failed} problem(s) found; {}", crate::cli::TROUBLESHOOTING);
+        println!("{failed} problem(s) found; {TROUBLESHOOTING}");
         false
     }
 }

@@ -54,6 +54,7 @@ async fn doctor_passes_a_healthy_setup_and_explains_a_broken_one() {
         "FAIL channel telegram",
         "TELEGRAM_BOT_TOKEN",
         "problem(s) found",
+        "docs/TROUBLESHOOTING.md",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }

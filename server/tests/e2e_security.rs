@@ -23,6 +23,8 @@ fn refuses_to_listen_beyond_loopback_without_tokens() {
     let err = stderr(&out);
     assert!(err.contains("auth.tokens"), "{err}");
     assert!(err.contains("OPEN_CLANKER_API_TOKENS"), "{err}");
+    // A setup error points to the guide of causes and fixes.
+    assert!(err.contains("docs/TROUBLESHOOTING.md"), "{err}");
 
     // The explicit opt-out starts, loudly.
     let gw = Gateway::start(

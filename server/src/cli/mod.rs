@@ -202,17 +202,15 @@ pub enum CliError {
     Message(String),
 }
 
-/// Where the causes and fixes of the gateway's own errors are written down.
-pub const TROUBLESHOOTING: &str = "causes and fixes: docs/TROUBLESHOOTING.md (https://github.com/openclanker/open-clanker/blob/main/docs/TROUBLESHOOTING.md); `open-clanker doctor` checks the setup";
-
 impl CliError {
     /// A pointer to the troubleshooting guide, for errors of the setup (the config, the port,
     /// the store, the providers, a gateway that cannot be reached); `None` for the others.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub fn hint(&self) -> Option<String> {
         match self {
-            CliError::Config(_) | CliError::Gateway(_) | CliError::Client(_) => {
-                Some(TROUBLESHOOTING)
-            }
+            CliError::Config(_) | CliError::Gateway(_) | CliError::Client(_) => Some(format!(
+                "{}; `open-clanker doctor` checks the setup",
+                crate::doctor::TROUBLESHOOTING
+            )),
             _ => None,
         }
     }
