@@ -77,6 +77,50 @@ async fn chat_channel_senders_are_rate_limited_per_key() {
     }
 }
 
+/// The limit is the sender's, whichever chat they write in; API callers are limited at the door,
+/// not here.
+#[tokio::test]
+async fn a_chat_senders_rate_is_theirs_across_chats() {
+    let settings = Settings {
+        turns_per_minute: 2,
+        ..settings()
+    };
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let engine = Engine::new(settings, store, HashMap::new(), Arc::new(Unobserved));
+    let turn = |key: &str, caller: Caller| TurnRequest {
+        session: SessionRef::Key(key.to_string()),
+        text: "hi".into(),
+        provider: None,
+        model: None,
+        caller: Some(caller),
+    };
+    let alice = || Caller::ChatSender {
+        channel: "discord".into(),
+        sender: "7".into(),
+    };
+    for key in ["discord:100", "discord:200:7"] {
+        let err = engine.start_turn(turn(key, alice())).await.err().unwrap();
+        assert!(matches!(err, TurnError::FailedPrecondition(_)), "{err:?}");
+    }
+    let err = engine
+        .start_turn(turn("discord:300:7", alice()))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, TurnError::ResourceExhausted(m) if m.contains("too many messages")),
+        "{err:?}"
+    );
+    for _ in 0..3 {
+        let err = engine
+            .start_turn(turn("my-app", Caller::Token("ci".into())))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, TurnError::FailedPrecondition(_)), "{err:?}");
+    }
+}
+
 /// A provider that answers "a", "b" (or never, when `hang`), `pause` between them, counting
 /// the answers it started and those dropped.
 struct Fake {
