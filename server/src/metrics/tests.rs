@@ -9,6 +9,8 @@ use open_clanker_core::{
     TurnStream, Usage,
 };
 
+use open_clanker_engine::TurnObserver as _;
+
 use super::http::{grpc_code_name, grpc_label};
 use super::*;
 use crate::contract::is_grpc_path;

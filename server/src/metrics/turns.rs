@@ -31,8 +31,20 @@ impl TurnMetrics {
         }
     }
 
+    fn observe(&self, provider: &str, outcome: &str) {
+        if !self.finished.swap(true, Ordering::Relaxed) {
+            METRICS
+                .turn
+                .with_label_values(&[provider, outcome])
+                .observe(self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// What the engine reports of the turn.
+impl open_clanker_engine::TurnObserver for TurnMetrics {
     /// Call on every piece of the answer; only the first one is timed.
-    pub fn first_token(&self, provider: &str) {
+    fn first_token(&self, provider: &str) {
         if !self.first_token.swap(true, Ordering::Relaxed) {
             METRICS
                 .ttft
@@ -43,7 +55,7 @@ impl TurnMetrics {
 
     /// Call once the answer is stored: `status` is the stored answer's, `failed` tells whether the
     /// turn ended with an error.
-    pub fn finish(
+    fn finish(
         &self,
         provider: &str,
         model: &str,
@@ -70,15 +82,6 @@ impl TurnMetrics {
                     .with_label_values(&[provider, model.as_str(), kind])
                     .inc_by(n);
             }
-        }
-    }
-
-    fn observe(&self, provider: &str, outcome: &str) {
-        if !self.finished.swap(true, Ordering::Relaxed) {
-            METRICS
-                .turn
-                .with_label_values(&[provider, outcome])
-                .observe(self.started.elapsed().as_secs_f64());
         }
     }
 }
@@ -110,22 +113,5 @@ impl open_clanker_engine::Observer for EngineMetrics {
 
     fn turn_started(&self, provider: &str) -> Box<dyn open_clanker_engine::TurnObserver> {
         Box::new(TurnMetrics::start(provider))
-    }
-}
-
-impl open_clanker_engine::TurnObserver for TurnMetrics {
-    fn first_token(&self, provider: &str) {
-        TurnMetrics::first_token(self, provider);
-    }
-
-    fn finish(
-        &self,
-        provider: &str,
-        model: &str,
-        status: MessageStatus,
-        failed: bool,
-        usage: &Usage,
-    ) {
-        TurnMetrics::finish(self, provider, model, status, failed, usage);
     }
 }
