@@ -199,9 +199,9 @@ impl ProviderSection {
 
     /// The base URL the provider is reached at: `base_url`, or the official endpoint.
     pub fn url(&self, kind: ProviderKind) -> &str {
-        self.base_url
-            .as_deref()
-            .unwrap_or(open_clanker_providers::ProviderConfig::default_base_url(kind))
+        self.base_url.as_deref().unwrap_or(
+            open_clanker_providers::ProviderConfig::default_base_url(kind),
+        )
     }
 
     /// The API key, when one is set and not blank.
