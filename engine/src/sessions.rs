@@ -18,7 +18,7 @@ impl Engine {
         key: Option<&str>,
         title: &str,
     ) -> Result<Session, TurnError> {
-        let key = key.filter(|k| !k.is_empty());
+        let key = key.filter(|k| !k.trim().is_empty());
         if let Some(k) = key {
             check_key(k)?;
         }

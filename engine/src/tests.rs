@@ -392,3 +392,48 @@ async fn only_answers_longer_than_the_checkpoint_period_are_checkpointed() {
     // The checkpoint inserted the row; the end of the answer updated it, once.
     assert_eq!(message_updates(&raw).await, 1);
 }
+
+/// `SessionService`'s operations check what they are given with the turns' rules: a blank key is
+/// none, a bad key, id or title is refused, and a missing session is `NotFound`.
+#[tokio::test]
+async fn session_operations_check_their_input_like_turns() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let engine = Engine::new(settings(), store, HashMap::new(), Arc::new(Unobserved));
+    let s = engine.create_session(Some("  "), " title ").await.unwrap();
+    assert_eq!((s.key.as_deref(), s.title.as_str()), (None, "title"));
+    let keyed = engine.create_session(Some("app:1"), "").await.unwrap();
+    assert_eq!(keyed.key.as_deref(), Some("app:1"));
+    for (key, title) in [("bad\nkey", ""), ("ok", &"x".repeat(201) as &str)] {
+        let err = engine.create_session(Some(key), title).await.unwrap_err();
+        assert!(matches!(err, TurnError::InvalidArgument(_)), "{err:?}");
+    }
+    assert_eq!(
+        engine.session(&format!(" {} ", s.id)).await.unwrap().id,
+        s.id
+    );
+    for bad in ["", "   ", &"x".repeat(65) as &str, "a\u{0}b"] {
+        let err = engine.session(bad).await.unwrap_err();
+        assert!(
+            matches!(err, TurnError::InvalidArgument(_)),
+            "{bad:?}: {err:?}"
+        );
+        let err = engine.delete_session(bad).await.unwrap_err();
+        assert!(
+            matches!(err, TurnError::InvalidArgument(_)),
+            "{bad:?}: {err:?}"
+        );
+    }
+    let missing = "0190e0b4-0000-7000-8000-000000000000";
+    for err in [
+        engine.session(missing).await.unwrap_err(),
+        engine.clear_session(missing).await.unwrap_err(),
+        engine.delete_session(missing).await.unwrap_err(),
+    ] {
+        assert!(matches!(err, TurnError::NotFound(_)), "{err:?}");
+    }
+    let (cleared, deleted) = engine.clear_session(&keyed.id).await.unwrap();
+    assert_eq!((cleared.id.as_str(), deleted), (keyed.id.as_str(), 0));
+    engine.delete_session(&keyed.id).await.unwrap();
+    let page = engine.list_sessions(10, None, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+}
