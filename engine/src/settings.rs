@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use open_clanker_core::ProviderKind;
+use open_clanker_core::{ProviderKind, UnknownValue};
 use open_clanker_providers::Provider;
 
 use crate::pricing::Price;
@@ -53,13 +53,17 @@ pub struct Fallback {
 }
 
 impl Fallback {
-    /// `provider` or `provider/model`; `None` for an unknown provider.
-    pub fn parse(entry: &str) -> Option<Self> {
+    /// `provider` or `provider/model` (a blank model means the provider's default). The one
+    /// reading of a `chat.fallback` entry: config validation reports its error, the engine
+    /// keeps what it returns.
+    pub fn parse(entry: &str) -> Result<Self, UnknownValue> {
         let (p, m) = match entry.split_once('/') {
             Some((p, m)) => (p, Some(m.trim().to_string()).filter(|m| !m.is_empty())),
             None => (entry, None),
         };
-        let provider = p.trim().parse::<ProviderKind>().ok()?;
-        Some(Self { provider, model: m })
+        Ok(Self {
+            provider: p.parse::<ProviderKind>()?,
+            model: m,
+        })
     }
 }

@@ -243,7 +243,7 @@ impl Config {
                 .chat
                 .fallback
                 .iter()
-                .filter_map(|entry| open_clanker_engine::Fallback::parse(entry))
+                .filter_map(|entry| open_clanker_engine::Fallback::parse(entry).ok())
                 .collect(),
             prices: self.pricing.clone(),
             max_usd_per_session: self.limits.max_usd_per_session,

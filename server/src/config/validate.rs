@@ -115,8 +115,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         })
     }));
     for (i, entry) in c.chat.fallback.iter().enumerate() {
-        let provider = entry.split_once('/').map_or(entry.as_str(), |(p, _)| p);
-        if let Err(e) = provider.parse::<ProviderKind>() {
+        if let Err(e) = open_clanker_engine::Fallback::parse(entry) {
             problems.push(Problem {
                 key: format!("chat.fallback[{i}]"),
                 message: format!("{}; entries are \"provider\" or \"provider/model\"", e.0),
